@@ -1,0 +1,457 @@
+"""Small, fast demonstrations for the Optimization and Backpropagation summary questions.
+
+Every function here backs a claim made in Part3/Part4_SummaryQuestions.ipynb and is
+tested against an independent oracle in tests/test_optimization.py.
+
+==========================================  ===========================================
+Question (both parts unless noted)          Functions
+==========================================  ===========================================
+Optimization, Q1 (estimator moments)        minibatch_gradient_moments
+Optimization, Q3 (batch size)               least_squares_problem, sgd_steps_to_loss
+Optimization, Q4 (local minima, ravine)     double_well_sgd, ravine_steps
+Optimization, Q5 (bi-level layer)           argmin_layer
+Optimization, Q6 (vanishing / exploding)    chain_derivative, layer_gradient_norms,
+                                            deep_mlp, train_deep_mlp
+Backpropagation, Q1                         mlp_bce_grads
+Backpropagation, Q2-Q3 (Part 3)             forward_difference_gradient
+==========================================  ===========================================
+
+Shapes: ``X: (N, D)`` is a tensor with N rows and D columns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import itertools
+import math
+from typing import Callable, NamedTuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "single_thread",
+    "minibatch_gradient_moments",
+    "least_squares_problem",
+    "sgd_steps_to_loss",
+    "double_well_sgd",
+    "ravine_steps",
+    "argmin_layer",
+    "chain_derivative",
+    "deep_mlp",
+    "layer_gradient_norms",
+    "train_deep_mlp",
+    "mlp_bce_grads",
+    "forward_difference_gradient",
+]
+
+
+@contextlib.contextmanager
+def single_thread():
+    """Run torch on one intra-op thread, then restore the previous setting.
+
+    The demos use tiny tensors: on a busy 2-core machine, two spinning threads make
+    them orders of magnitude slower than one thread.
+    """
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _single_threaded(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with single_thread():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
+# --------------------------------------------------------------------------------------
+# Optimization, Q1: mean and variance of the mini-batch gradient
+# --------------------------------------------------------------------------------------
+
+
+@_single_threaded
+def minibatch_gradient_moments(per_sample_grads: Tensor, B: int) -> tuple[Tensor, float]:
+    """Exact mean and total variance of the mini-batch gradient estimator.
+
+    per_sample_grads: (N, P), row i is grad l_i(theta) at a fixed theta.
+    B: batch size, 1 <= B <= N; a batch is drawn uniformly among all C(N, B) subsets
+    (sampling without replacement, as a shuffled epoch does).
+    Returns (mean (P,), total variance E||g_B - E g_B||^2), by enumerating every batch
+    (keep N small: C(N, B) batches).
+    """
+    G = per_sample_grads.double()
+    N = G.shape[0]
+    if not 1 <= B <= N:
+        raise ValueError(f"need 1 <= B <= N = {N}, got B = {B}")
+    batches = torch.tensor(list(itertools.combinations(range(N), B)))  # (C(N,B), B)
+    g = G[batches].mean(1)  # (C(N,B), P)
+    mean = g.mean(0)
+    return mean, ((g - mean) ** 2).sum(1).mean().item()
+
+
+# --------------------------------------------------------------------------------------
+# Optimization, Q3: iterations to reach a loss level vs batch size
+# --------------------------------------------------------------------------------------
+
+
+class LeastSquares(NamedTuple):
+    """L(w) = 1/(2N) ||A w - y||^2. A: (N, d), y: (N,), w_star: (d,) minimiser,
+    loss_star = L(w_star), loss_zero = L(0), hessian_max = largest eigenvalue of A^T A / N."""
+
+    A: Tensor
+    y: Tensor
+    w_star: Tensor
+    loss_star: float
+    loss_zero: float
+    hessian_max: float
+
+
+@_single_threaded
+def least_squares_problem(
+    N: int = 256, d: int = 8, noise: float = 0.5, seed: int = 0
+) -> LeastSquares:
+    """A noisy, mildly ill-conditioned linear regression problem (float64)."""
+    g = torch.Generator().manual_seed(seed)
+    scales = torch.linspace(1.0, 0.3, d, dtype=torch.float64)
+    A = torch.randn(N, d, generator=g, dtype=torch.float64) * scales
+    y = A @ torch.randn(d, generator=g, dtype=torch.float64)
+    y = y + noise * torch.randn(N, generator=g, dtype=torch.float64)
+    w_star = torch.linalg.lstsq(A, y.unsqueeze(1)).solution.squeeze(1)
+    loss = lambda w: 0.5 * ((A @ w - y) ** 2).mean().item()  # noqa: E731
+    h_max = torch.linalg.eigvalsh(A.T @ A / N)[-1].item()
+    return LeastSquares(A, y, w_star, loss(w_star), loss(torch.zeros(d, dtype=A.dtype)), h_max)
+
+
+@_single_threaded
+def sgd_steps_to_loss(
+    problem: LeastSquares,
+    B: int,
+    lr: float,
+    target: float,
+    runs: int = 32,
+    max_steps: int = 2000,
+    seed: int = 0,
+) -> float:
+    """Mean number of mini-batch SGD iterations until the full training loss <= target.
+
+    problem: a LeastSquares problem; every run starts at w = 0.
+    B: batch size (indices drawn uniformly with replacement); lr: constant step size.
+    runs: independent runs (vectorised), averaged. Raises RuntimeError if some run
+    does not reach target within max_steps.
+    """
+    A, y = problem.A, problem.y
+    N, d = A.shape
+    g = torch.Generator().manual_seed(seed)
+    w = torch.zeros(runs, d, dtype=A.dtype)
+    hit = torch.zeros(runs, dtype=torch.long)  # 0 = not yet
+    for t in range(1, max_steps + 1):
+        idx = torch.randint(N, (runs, B), generator=g)
+        Ab = A[idx]  # (runs, B, d)
+        r = (Ab @ w.unsqueeze(2)).squeeze(2) - y[idx]  # (runs, B) residuals
+        w = w - (lr / B) * (r.unsqueeze(1) @ Ab).squeeze(1)  # mean of the B sample gradients
+        twice_loss = (w @ A.T).sub_(y).square_().mean(1)  # (runs,): 2 L(w) of every run
+        hit[(twice_loss <= 2 * target) & (hit == 0)] = t
+        if (hit > 0).all():
+            return hit.double().mean().item()
+    raise RuntimeError(f"B={B}, lr={lr}: {(hit == 0).sum().item()} runs never reached {target}")
+
+
+# --------------------------------------------------------------------------------------
+# Optimization, Q4: local minima (double well) and a narrow ravine
+# --------------------------------------------------------------------------------------
+
+
+@_single_threaded
+def double_well_sgd(
+    noise: float,
+    x0: float,
+    tilt: float = 0.3,
+    lr: float = 0.1,
+    steps: int = 1000,
+    runs: int = 200,
+    seed: int = 0,
+) -> Tensor:
+    """Final iterates of (S)GD on a tilted double well, a finite sum of two losses.
+
+    Loss f(x) = x^4/4 - x^2/2 + tilt*x = mean of f_+(x), f_-(x), f_pm = f(x) +- noise*x.
+    With tilt = 0.3: global minimum x ~ -1.125, local minimum x ~ 0.786, barrier
+    (local maximum) x ~ 0.339. Each step uses one of the two "samples" at random
+    (noise = 0 gives plain GD, the gradient f'(x) exactly); the step size decays
+    linearly from lr to 0 so every run settles.
+    Returns x: (runs,) float64.
+    """
+    g = torch.Generator().manual_seed(seed)
+    x = torch.full((runs,), float(x0), dtype=torch.float64)
+    for t in range(steps):
+        sign = 2.0 * torch.randint(2, (runs,), generator=g, dtype=torch.float64) - 1.0
+        grad = x**3 - x + tilt + noise * sign
+        x = x - lr * (1.0 - t / steps) * grad
+    return x
+
+
+def ravine_steps(kappa: float, method: str, tol: float = 1e-10, max_steps: int = 100_000) -> int:
+    """Steps to shrink ||theta|| below tol * ||theta_0|| on f = (theta_1^2 + kappa theta_2^2)/2.
+
+    theta_0 = (1, 1); the Hessian diag(1, kappa) has condition number kappa (the
+    "ravine": curvature kappa across it, 1 along it). method:
+      "newton": theta <- theta - H^{-1} grad f;
+      "momentum": heavy ball, theta <- theta - a grad f + b (theta - theta_prev), with the
+                  optimal a = 4 / (1 + sqrt(kappa))^2, b = ((sqrt(kappa)-1)/(sqrt(kappa)+1))^2;
+      "gd": theta <- theta - a grad f with the optimal a = 2 / (1 + kappa).
+    Exact (deterministic) gradients: the best case for momentum.
+    """
+    h = np.array([1.0, kappa])
+    theta = np.array([1.0, 1.0])
+    prev = theta.copy()
+    n0 = np.linalg.norm(theta)
+    sq = math.sqrt(kappa)
+    for t in range(1, max_steps + 1):
+        grad = h * theta
+        if method == "newton":
+            new = theta - grad / h
+        elif method == "momentum":
+            new = theta - 4.0 / (1.0 + sq) ** 2 * grad + ((sq - 1) / (sq + 1)) ** 2 * (theta - prev)
+        elif method == "gd":
+            new = theta - 2.0 / (1.0 + kappa) * grad
+        else:
+            raise ValueError(f"unknown method {method!r}")
+        prev, theta = theta, new
+        if np.linalg.norm(theta) <= tol * n0:
+            return t
+    raise RuntimeError(f"{method} did not converge in {max_steps} steps")
+
+
+# --------------------------------------------------------------------------------------
+# Optimization, Q5: an argmin layer differentiated with the implicit function theorem
+# --------------------------------------------------------------------------------------
+
+
+def argmin_layer(g: Callable[..., Tensor], solver: Callable[..., Tensor], *theta: Tensor) -> Tensor:
+    """z*(theta) = argmin_z g(z, *theta), differentiable w.r.t. theta.
+
+    g: inner objective, g(z, *theta) -> scalar; z: (P,). Must be twice differentiable
+       with an invertible Hessian d^2 g / dz^2 at z*.
+    solver: any black box, solver(*theta) -> z* (P,); it is run under no_grad and may use
+       any method (closed form, NumPy, a convex solver, ...): it is never differentiated.
+    Returns z*: (P,), with a backward given by the implicit function theorem:
+    grad_z g(z*, theta) = 0  =>  dz*/dtheta = -H^{-1} d(grad_z g)/dtheta, H = d^2 g/dz^2,
+    so for an upstream gradient v = dL/dz*:  dL/dtheta = -(d(grad_z g)/dtheta)^T H^{-1} v
+    (H is symmetric): one linear solve and one vector-Jacobian product at z*.
+    """
+
+    class _Argmin(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, *th):
+            with torch.no_grad():
+                z = torch.as_tensor(solver(*th), dtype=th[0].dtype)
+            ctx.save_for_backward(z, *th)
+            return z
+
+        @staticmethod
+        def backward(ctx, v):
+            z, *th = ctx.saved_tensors
+            with torch.enable_grad():
+                z = z.detach().requires_grad_()
+                th = [t.detach().requires_grad_() for t in th]
+                (gz,) = torch.autograd.grad(g(z, *th), z, create_graph=True)  # (P,)
+                hess = torch.stack(
+                    [torch.autograd.grad(gz[k], z, retain_graph=True)[0] for k in range(z.numel())]
+                )  # (P, P)
+                u = torch.linalg.solve(hess, v)  # (P,), a constant below
+                # vector-Jacobian product -(d grad_z g / d theta)^T u, as the gradient of a scalar
+                grads = torch.autograd.grad(-(gz * u).sum(), th, allow_unused=True)
+            return tuple(grads)
+
+    return _Argmin.apply(*theta)
+
+
+# --------------------------------------------------------------------------------------
+# Optimization, Q6: vanishing and exploding gradients
+# --------------------------------------------------------------------------------------
+
+
+@_single_threaded
+def chain_derivative(depth: int, weight: float | None = None, x0: float = 0.0) -> float:
+    """d y_L / d x by autograd (float64) through a scalar chain of depth layers.
+
+    weight given: y_l = weight * y_{l-1} (so the derivative is weight**depth);
+    weight None: y_l = sigmoid(y_{l-1}) (each factor sigmoid' <= 1/4).
+    """
+    x = torch.tensor(x0, dtype=torch.float64, requires_grad=True)
+    y = x
+    for _ in range(depth):
+        y = weight * y if weight is not None else torch.sigmoid(y)
+    (dx,) = torch.autograd.grad(y, x)
+    return dx.item()
+
+
+@_single_threaded
+def deep_mlp(depth: int, width: int, kind: str, gain: float = 1.0, seed: int = 0) -> nn.Sequential:
+    """A deep float64 MLP: depth hidden layers of width units, then Linear(width, 1).
+
+    kind: "sigmoid" (default PyTorch init, each layer Linear + Sigmoid),
+          "relu" (Kaiming-normal init, each layer Linear + ReLU),
+          "linear" (no activation; each weight is gain * an orthogonal matrix, so every
+          layer multiplies every vector norm by exactly gain).
+    All layers (including the first) map width -> width: inputs are (M, width).
+    """
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    for _ in range(depth):
+        lin = nn.Linear(width, width, dtype=torch.float64)
+        if kind == "linear":
+            q, _ = torch.linalg.qr(torch.randn(width, width, dtype=torch.float64))
+            with torch.no_grad():
+                lin.weight.copy_(gain * q)
+                lin.bias.zero_()
+            layers.append(lin)
+        elif kind == "relu":
+            nn.init.kaiming_normal_(lin.weight, nonlinearity="relu")
+            nn.init.zeros_(lin.bias)
+            layers += [lin, nn.ReLU()]
+        elif kind == "sigmoid":
+            layers += [lin, nn.Sigmoid()]
+        else:
+            raise ValueError(f"unknown kind {kind!r}")
+    layers.append(nn.Linear(width, 1, dtype=torch.float64))
+    return nn.Sequential(*layers)
+
+
+@_single_threaded
+def layer_gradient_norms(model: nn.Sequential, x: Tensor) -> list[float]:
+    """||dL/dy_l|| for the output y_l of every nn.Linear layer (l = 1..L), L = out.sum().
+
+    x: (M, D_in). Returns a list with one float per nn.Linear, input side first.
+    """
+    outs = []
+    h = x
+    for layer in model:
+        h = layer(h)
+        if isinstance(layer, nn.Linear):
+            outs.append(h)
+    grads = torch.autograd.grad(h.sum(), outs)
+    return [g.norm().item() for g in grads]
+
+
+class TrainLog(NamedTuple):
+    """losses: training loss per step (steps + 1 values, before each update and at the end);
+    rel_change: per nn.Linear (input side first), ||W_end - W_0|| / ||W_0||."""
+
+    losses: list[float]
+    rel_change: list[float]
+
+
+@_single_threaded
+def train_deep_mlp(model: nn.Sequential, x: Tensor, y: Tensor, lr: float, steps: int) -> TrainLog:
+    """Full-batch gradient descent on the MSE of model(x) (M, 1) vs y (M, 1).
+
+    Returns a TrainLog. Only the loss values and the weights are recorded: no gradient
+    is inspected (the point of Optimization Q6.4).
+    """
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    w0 = [m.weight.detach().clone() for m in linears]
+    params = list(model.parameters())
+    losses = []
+    for _ in range(steps):
+        loss = ((model(x) - y) ** 2).mean()
+        losses.append(loss.item())
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p -= lr * g
+    with torch.no_grad():
+        losses.append(((model(x) - y) ** 2).mean().item())
+    rel = [((m.weight.detach() - w).norm() / w.norm()).item() for m, w in zip(linears, w0)]
+    return TrainLog(losses, rel)
+
+
+# --------------------------------------------------------------------------------------
+# Backpropagation, Q1: analytic gradients of a 2-layer MLP with BCE and weight decay
+# --------------------------------------------------------------------------------------
+
+
+@_single_threaded
+def mlp_bce_grads(
+    X: Tensor,
+    y: Tensor,
+    W1: Tensor,
+    b1: Tensor,
+    W2: Tensor,
+    b2: Tensor,
+    lam: float,
+    phi: Callable[[Tensor], Tensor],
+    dphi: Callable[[Tensor], Tensor],
+    sigmoid_output: bool = False,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Loss and hand-derived gradients (no autograd) of
+
+        L = 1/N sum_i l(y_i, yhat_i) + lam/2 (||W1||_F^2 + ||W2||_F^2),
+        a_i = W2 phi(W1 x_i + b1) + b2,  yhat_i = a_i  (or sigmoid(a_i) if sigmoid_output),
+        l(y, yhat) = -y log yhat - (1 - y) log(1 - yhat).
+
+    X: (N, D) rows x_i; y: (N,); W1: (H, D); b1: (H,); W2: (1, H); b2: (1,).
+    phi, dphi: the activation and its derivative (elementwise).
+    Without sigmoid_output the loss is only defined if every a_i is in (0, 1).
+    Returns (L, {"W1": (H, D), "b1": (H,), "W2": (1, H), "b2": (1,), "X": (N, D)}).
+    """
+    N = X.shape[0]
+    Z = X @ W1.T + b1  # (N, H)
+    Hd = phi(Z)  # (N, H)
+    a = Hd @ W2.T + b2  # (N, 1)
+    yhat = torch.sigmoid(a) if sigmoid_output else a
+    yh, yc = yhat.squeeze(1), y.to(X.dtype)
+    loss = (-yc * torch.log(yh) - (1 - yc) * torch.log(1 - yh)).mean()
+    loss = loss + lam / 2 * (W1.pow(2).sum() + W2.pow(2).sum())
+    if sigmoid_output:
+        delta = (yh - yc) / N  # dL/da_i, since d l / d a = sigmoid(a) - y
+    else:
+        delta = (yh - yc) / (yh * (1 - yh)) / N  # dL/dyhat_i
+    delta = delta.unsqueeze(1)  # (N, 1)
+    G = (delta @ W2) * dphi(Z)  # (N, H): row i is g_i = (W2^T delta_i) * phi'(z_i)
+    grads = {
+        "W2": delta.T @ Hd + lam * W2,
+        "b2": delta.sum(0),
+        "W1": G.T @ X + lam * W1,
+        "b1": G.sum(0),
+        "X": G @ W1,
+    }
+    return loss, grads
+
+
+# --------------------------------------------------------------------------------------
+# Backpropagation, Q2-Q3 (Part 3): forward differences, for comparison
+# --------------------------------------------------------------------------------------
+
+
+@_single_threaded
+def forward_difference_gradient(
+    f: Callable[..., Tensor], *tensors: Tensor, eps: float = 1e-6
+) -> tuple[Tensor, ...]:
+    """(f(x + eps e_j) - f(x)) / eps for every entry j of every tensor (truncation error O(eps)).
+
+    f: scalar function called as f(*tensors); tensors: float tensors (*S_k), not modified.
+    Returns one tensor (*S_k) per input. Uses P + 1 evaluations of f for P entries.
+    Compare hw4.answers.numerical_gradient (central differences, error O(eps^2)).
+    """
+    xs = [t.detach().clone() for t in tensors]
+    out = []
+    with torch.no_grad():
+        f0 = f(*xs).item()
+        for x in xs:
+            flat = x.view(-1)
+            grad = torch.empty_like(flat)
+            for j in range(flat.numel()):
+                old = flat[j].item()
+                flat[j] = old + eps
+                grad[j] = (f(*xs).item() - f0) / eps
+                flat[j] = old
+            out.append(grad.view(x.shape))
+    return tuple(out)
