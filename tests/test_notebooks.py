@@ -1,0 +1,148 @@
+"""Headless execution: each notebook runs top to bottom, and the runner behaves.
+
+The notebooks are executed as copies in a temporary folder (the repository is
+never written); the kernel finds ``hw4`` through PYTHONPATH.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from conftest import ROOT, XFAIL_EXECUTE, notebook_params
+
+from hw4 import notebooks
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _notebook(tmp_path: Path, *sources: str, kernel: str = "python3", name="nb.ipynb") -> Path:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# A test notebook")])
+    nb.cells += [nbformat.v4.new_code_cell(s) for s in sources]
+    nb.metadata["kernelspec"] = {"name": kernel, "display_name": kernel, "language": "python"}
+    path = tmp_path / name
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.mark.parametrize("notebook", notebook_params(XFAIL_EXECUTE))
+def test_notebook_runs(notebook: Path, tmp_path: Path):
+    copy = tmp_path / notebook.name
+    shutil.copy(notebook, copy)
+    before = _sha(notebook)
+    try:
+        ex = notebooks.run(copy, pythonpath=[ROOT])
+    except notebooks.NotebookError as e:
+        pytest.fail(str(e), pytrace=False)
+    assert _sha(notebook) == before, "the repository's notebook was modified"
+    counts = [c.execution_count for c in ex.nb.cells if c.cell_type == "code" and c.source.strip()]
+    assert counts == list(range(1, len(counts) + 1))
+
+
+def test_kernel_runs_this_interpreter_whatever_the_notebook_names(tmp_path: Path):
+    # A student's notebook names their own kernel; it must run on ours all the same.
+    path = _notebook(
+        tmp_path,
+        "import os, sys\nprint(sys.executable)\nprint(sys.prefix)\nprint(os.getcwd())",
+        kernel="hw-venv",
+    )
+    before = _sha(path)
+    ex = notebooks.run(path)
+    executable, prefix, cwd = ex.nb.cells[1].outputs[0]["text"].splitlines()
+    assert executable == sys.executable  # the very same path, not just the same file
+    assert os.path.realpath(executable) == os.path.realpath(sys.executable)
+    assert prefix == sys.prefix  # same virtual environment
+    assert os.path.realpath(cwd) == os.path.realpath(tmp_path)  # the notebook's folder
+    assert ex.nb.metadata["kernelspec"]["name"] == "python3"
+    assert _sha(path) == before, "run() without save=True must not write the notebook"
+
+
+def test_failure_report(tmp_path: Path):
+    path = _notebook(
+        tmp_path,
+        "x = 1",
+        "def f():\n    return 1 / 0\n\n\nprint('before')\nf()\nmore = 1\nand_more = 2\nlast = 3",
+        "print('never runs')",
+    )
+    before = _sha(path)
+    with pytest.raises(notebooks.NotebookError) as err:
+        notebooks.run(path, save=True)
+    report = str(err.value)
+    print(report)
+    assert report.startswith("nb.ipynb: code cell 2 (execution count 2) failed\n  source:\n")
+    assert "    def f():\n        return 1 / 0" in report
+    assert "... (3 more lines)" in report  # the first lines of the source only
+    assert "\n  ZeroDivisionError: division by zero\n" in report
+    assert "\n  traceback:\n" in report and "----> 6 f()" in report
+    assert "\x1b[" not in report  # no ANSI colour codes
+    assert _sha(path) == before, "a failed run must leave the notebook as it was"
+
+
+def test_bad_magic_fails(tmp_path: Path):
+    # IPython reports an unknown magic as a UsageError on stderr: still a failure.
+    path = _notebook(tmp_path, "x = 1", "%notamagic\nprint('after')")
+    with pytest.raises(notebooks.NotebookError) as err:
+        notebooks.run(path)
+    report = str(err.value)
+    assert "code cell 2 (execution count 2) failed" in report
+    assert "UsageError: Line magic function `%notamagic` not found." in report
+
+
+def test_cell_timeout(tmp_path: Path):
+    path = _notebook(tmp_path, "import time\ntime.sleep(30)")
+    with pytest.raises(notebooks.NotebookError) as err:
+        notebooks.run(path, timeout=1)
+    assert "code cell 1 (execution count 1) timed out" in str(err.value)
+    assert "CellTimeoutError: the cell ran longer than 1 s" in str(err.value)
+
+
+def test_dead_kernel(tmp_path: Path):
+    path = _notebook(
+        tmp_path,
+        "x = 1",
+        "import os, sys\nprint('last words', file=sys.__stderr__, flush=True)\nos._exit(3)",
+    )
+    with pytest.raises(notebooks.NotebookError) as err:
+        notebooks.run(path)
+    report = str(err.value)
+    assert "code cell 2 (execution count 2) killed the kernel" in report
+    assert "DeadKernelError" in report
+    assert "\n  kernel stderr:\n    last words" in report
+
+
+def test_rerun_writes_identical_bytes(tmp_path: Path):
+    path = _notebook(
+        tmp_path,
+        "import matplotlib.pyplot as plt\nimport random\nrandom.seed(0)\n"
+        "print({'set': {'b', 'a', 'c'}}, random.random())",
+        "plt.plot([1, 3, 2]);",
+        kernel="hw-venv",
+    )
+    notebooks.run(path, save=True)
+    first = path.read_bytes()
+    notebooks.run(path, save=True)
+    assert path.read_bytes() == first
+    nb = nbformat.reads(first.decode(), as_version=4)
+    assert nb.metadata["kernelspec"] == notebooks.PYTHON3_KERNELSPEC
+    assert "version" not in nb.metadata["language_info"]  # not machine-specific
+    assert all("execution" not in c.metadata for c in nb.cells)  # no timing metadata
+    assert "image/png" in nb.cells[2].outputs[0]["data"]
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp files left
+
+
+def test_read_malformed_json_is_one_clear_line(tmp_path: Path):
+    path = tmp_path / "broken.ipynb"
+    path.write_text('{"cells": [', encoding="utf-8")
+    with pytest.raises(notebooks.NotebookError) as err:
+        notebooks.read(path)
+    assert str(err.value).startswith(
+        "broken.ipynb: malformed JSON: Expecting value (line 1, column 12)"
+    )
+    assert "\n" not in str(err.value)
