@@ -1,0 +1,640 @@
+"""Tests of hw4/answers.py against independent oracles.
+
+Oracles: torch autograd, torch.autograd.gradcheck / gradgradcheck, nn.Embedding /
+F.embedding, the closed-form central-difference error of sin, and hand-computed
+receptive fields. Float64, seeded, with distinct dimensions (N=4, D_in=5, D_out=3)
+so that a transposed result cannot have the right shape by accident.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+from torch.autograd import Function, gradcheck, gradgradcheck
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from hw4.answers import (
+    Embedding,
+    EpsSweep,
+    ReceptiveField,
+    embedding_lookup,
+    empirical_receptive_field,
+    eps_sweep,
+    numerical_gradient,
+    part4_affine_backward,
+    receptive_field,
+    rel_error,
+)
+
+N, D_IN, D_OUT = 4, 5, 3
+F64 = torch.float64
+FAST = settings(max_examples=25, deadline=None, derandomize=True)
+
+
+def curved(X, W, b):
+    return torch.tanh(X @ W + b).pow(3).mean()
+
+
+def curved_inputs(seed=0, dtype=F64):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(N, D_IN, generator=g, dtype=F64)
+    W = torch.randn(D_IN, D_OUT, generator=g, dtype=F64) / math.sqrt(D_IN)
+    b = 0.1 * torch.randn(D_OUT, generator=g, dtype=F64)
+    return X.to(dtype), W.to(dtype), b.to(dtype)
+
+
+def autograd_gradients(f, *tensors):
+    leaves = [t.detach().clone().requires_grad_() for t in tensors]
+    return torch.autograd.grad(f(*leaves), leaves)
+
+
+# ------------------------------------------------------------------------------------
+# rel_error
+# ------------------------------------------------------------------------------------
+
+
+def test_rel_error_is_max_elementwise_relative_error():
+    a = torch.tensor([1.0, 2.0, 10.0], dtype=F64)
+    b = torch.tensor([1.0, 3.0, 11.0], dtype=F64)
+    assert rel_error(a, b) == pytest.approx(1 / 5)  # max(0, 1/5, 1/21)
+
+
+def test_rel_error_floors_the_denominator_at_1e_8():
+    assert rel_error(torch.zeros(3, dtype=F64), torch.full((3,), 1e-10, dtype=F64)) == (
+        pytest.approx(1e-2)
+    )
+    assert rel_error(torch.zeros(0), torch.zeros(0)) == 0.0
+
+
+def test_rel_error_rejects_different_shapes():
+    with pytest.raises(ValueError, match=r"shapes differ: \(3,\) vs \(1, 3\)"):
+        rel_error(torch.zeros(3), torch.zeros(1, 3))
+
+
+# ------------------------------------------------------------------------------------
+# numerical_gradient
+# ------------------------------------------------------------------------------------
+
+
+def test_numerical_gradient_matches_autograd_on_a_curved_function():
+    inputs = curved_inputs()
+    numeric = numerical_gradient(curved, *inputs)
+    exact = autograd_gradients(curved, *inputs)
+    for k, (got, want) in enumerate(zip(numeric, exact)):
+        assert got.shape == want.shape and got.dtype == F64, k
+        assert rel_error(got, want) < 1e-8, k
+
+
+@pytest.mark.parametrize("eps", [1e-2, 1e-3])
+def test_numerical_gradient_is_a_central_difference(eps):
+    # For f = sum(sin x) the central difference is exactly cos(x) * sin(eps) / eps,
+    # so its error is -cos(x) * eps^2 / 6 (= eps^2/6 * f''') up to O(eps^4). A forward
+    # difference would be off by -sin(x) * eps / 2 instead: orders of magnitude more.
+    x = torch.linspace(-1, 1, 7, dtype=F64)
+    (grad,) = numerical_gradient(lambda t: torch.sin(t).sum(), x, eps=eps)
+    error = grad - torch.cos(x)
+    predicted = -torch.cos(x) * eps**2 / 6
+    torch.testing.assert_close(error, predicted, rtol=1e-3, atol=0)
+
+
+def test_numerical_gradient_costs_exactly_two_evaluations_per_entry():
+    calls = []
+
+    def f(X, W, b):
+        calls.append(None)
+        return curved(X, W, b)
+
+    inputs = curved_inputs()
+    numerical_gradient(f, *inputs)
+    P = sum(t.numel() for t in inputs)
+    assert len(calls) == 2 * P
+
+
+def test_numerical_gradient_never_touches_the_callers_tensors():
+    X, W, b = (t.requires_grad_() for t in curved_inputs())
+    W.grad = torch.ones_like(W)
+    before = [(t.detach().clone(), t._version, t.grad) for t in (X, W, b)]
+    seen = []
+
+    def f(x, w, bias):
+        # The caller's tensors are unchanged even while f runs, and f sees copies.
+        seen.append(
+            not torch.is_grad_enabled()
+            and not any(t.requires_grad for t in (x, w, bias))
+            and all(x is not t for t in (X, W, b))
+            and all(torch.equal(t.detach(), v) for t, (v, _, _) in zip((X, W, b), before))
+        )
+        return curved(x, w, bias)
+
+    numeric = numerical_gradient(f, X, W, b)
+    assert seen and all(seen)
+    for t, (value, version, grad) in zip((X, W, b), before):
+        assert torch.equal(t.detach(), value)
+        assert t._version == version
+        assert t.grad is grad and t.requires_grad
+    assert W.grad is before[1][2] and torch.equal(W.grad, torch.ones_like(W))
+    assert not any(g.requires_grad for g in numeric)
+
+
+def test_numerical_gradient_of_non_contiguous_inputs():
+    base = torch.randn(D_IN, N, dtype=F64, generator=torch.Generator().manual_seed(1))
+    X = base.T  # (N, D_IN), a transposed view
+    _, W, b = curved_inputs()
+    numeric = numerical_gradient(curved, X, W, b)
+    assert rel_error(numeric[0], autograd_gradients(curved, X, W, b)[0]) < 1e-8
+    assert numeric[0].shape == (N, D_IN)
+
+
+@FAST
+@given(
+    n=st.integers(1, 4),
+    d_in=st.integers(1, 4),
+    d_out=st.integers(1, 4),
+    seed=st.integers(0, 2**16),
+)
+def test_numerical_gradient_property(n, d_in, d_out, seed):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, d_in, generator=g, dtype=F64)
+    W = torch.randn(d_in, d_out, generator=g, dtype=F64) / math.sqrt(d_in)
+    b = torch.randn(d_out, generator=g, dtype=F64)
+    numeric = numerical_gradient(curved, X, W, b)
+    for got, want in zip(numeric, autograd_gradients(curved, X, W, b)):
+        torch.testing.assert_close(got, want, rtol=1e-7, atol=1e-10)
+
+
+def test_numerical_gradient_float32_warns_and_computes_in_float32():
+    X, W, b = curved_inputs(dtype=torch.float32)
+    dtypes = set()
+
+    def f(x, w, bias):
+        dtypes.update({x.dtype, w.dtype, bias.dtype})
+        return curved(x, w, bias)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        numeric = numerical_gradient(f, X, W, b, eps=3e-3)
+    assert [w.category for w in caught] == [RuntimeWarning]  # one warning per call
+    assert "arguments {0: torch.float32, 1: torch.float32, 2: torch.float32}" in str(
+        caught[0].message
+    )
+    assert dtypes == {torch.float32}
+    assert all(g.dtype == torch.float32 for g in numeric)
+    # float32 accuracy: far from float64's, but a usable 1e-4 at a well-chosen eps.
+    for got, want in zip(numeric, autograd_gradients(curved, *curved_inputs())):
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-5)
+        assert (got.double() - want).abs().max() > 1e-9
+
+
+def test_numerical_gradient_without_numpy_view_bfloat16():
+    # NumPy cannot view bfloat16: the flat-tensor fallback path (as for CUDA tensors).
+    x = torch.tensor([0.5, 1.0, -2.0], dtype=torch.bfloat16)
+    with pytest.warns(RuntimeWarning, match=r"arguments \{0: torch.bfloat16\} are not float64"):
+        (grad,) = numerical_gradient(lambda t: (t * t).sum(), x, eps=0.25)
+    assert grad.dtype == torch.bfloat16 and grad.shape == (3,)
+    assert torch.equal(grad, 2 * x)  # exact here: every value is representable
+    assert torch.equal(x, torch.tensor([0.5, 1.0, -2.0], dtype=torch.bfloat16))
+
+
+def test_numerical_gradient_float64_does_not_warn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        numerical_gradient(curved, *curved_inputs())
+
+
+def test_numerical_gradient_rejects_non_scalar_output():
+    x = torch.zeros(2, 3, dtype=F64)
+    with pytest.raises(ValueError, match=r"must return a scalar tensor, got shape \(2, 3\)"):
+        numerical_gradient(lambda t: t * 2, x)
+    with pytest.raises(ValueError, match=r"got shape \(2,\)"):
+        numerical_gradient(lambda t: t.sum().reshape(1).expand(2), x)
+    (grad,) = numerical_gradient(lambda t: t.sum().reshape(1, 1), x)  # 1 element: fine
+    torch.testing.assert_close(grad, torch.ones_like(x))
+    with pytest.raises(TypeError, match="must return a scalar tensor, got float"):
+        numerical_gradient(lambda t: 1.0, x)
+
+
+def test_numerical_gradient_lets_errors_of_f_through():
+    def f(t):
+        raise RuntimeError("boom in f")
+
+    with pytest.raises(RuntimeError, match="boom in f"):
+        numerical_gradient(f, torch.zeros(2, dtype=F64))
+
+
+def test_numerical_gradient_rejects_non_floating_tensors():
+    x = torch.zeros(3, dtype=F64)
+    with pytest.raises(TypeError, match="argument 1 has dtype torch.int64"):
+        numerical_gradient(lambda a, i: a.sum(), x, torch.arange(3))
+    with pytest.raises(TypeError, match="argument 0 has dtype torch.complex128"):
+        numerical_gradient(lambda a: a.abs().sum(), torch.zeros(2, dtype=torch.complex128))
+    with pytest.raises(TypeError, match="argument 1 must be a torch.Tensor, got list"):
+        numerical_gradient(lambda a, c: a.sum(), x, [1.0])
+
+
+@pytest.mark.parametrize("eps", [0.0, -1e-6, float("nan")])
+def test_numerical_gradient_rejects_non_positive_eps(eps):
+    with pytest.raises(ValueError, match="eps must be positive"):
+        numerical_gradient(lambda t: t.sum(), torch.zeros(2, dtype=F64), eps=eps)
+
+
+# ------------------------------------------------------------------------------------
+# eps_sweep
+# ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sin_sweep():
+    x = torch.linspace(-1, 1, 9, dtype=F64)
+    return eps_sweep(lambda t: torch.sin(t).sum(), x)
+
+
+def test_eps_sweep_layout(sin_sweep):
+    assert isinstance(sin_sweep, EpsSweep)
+    assert sin_sweep.eps == pytest.approx([10.0**-k for k in range(1, 13)])
+    assert list(sin_sweep.errors) == [torch.float64, torch.float32]
+    assert all(len(v) == 12 for v in sin_sweep.errors.values())
+
+
+def test_eps_sweep_shows_truncation_then_round_off(sin_sweep):
+    eps = sin_sweep.eps
+    e64, e32 = sin_sweep.errors[torch.float64], sin_sweep.errors[torch.float32]
+    # Truncation: the error falls as eps^2 (x100 per decade) at large eps.
+    assert e64[0] / e64[1] == pytest.approx(100, rel=0.05)
+    assert e64[1] / e64[2] == pytest.approx(100, rel=0.05)
+    # Optima: float64 near 1e-5..1e-6 with tiny error, float32 near 1e-2..1e-3.
+    best64, best32 = min(range(12), key=e64.__getitem__), min(range(12), key=e32.__getitem__)
+    assert eps[best64] in (pytest.approx(1e-5), pytest.approx(1e-6)) and e64[best64] < 1e-9
+    assert eps[best32] in (pytest.approx(1e-2), pytest.approx(1e-3))
+    assert 1e-7 < e32[best32] < 1e-3
+    # Round-off: below the optimum the error grows again (as 1/eps).
+    assert e64[-1] > 1e3 * e64[best64] and e64[-1] > e64[-3] > e64[-5]
+    assert min(e32[6:]) > 0.1  # float32 with eps <= 1e-7 is useless
+
+
+# ------------------------------------------------------------------------------------
+# part4_affine_backward
+# ------------------------------------------------------------------------------------
+
+
+class AffineLayerFunction(Function):
+    """As in the Part 4 notebook."""
+
+    @staticmethod
+    def forward(ctx, X, W, b):
+        ctx.save_for_backward(X, W, b)
+        return 0.5 * X @ W.T + b
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return part4_affine_backward(ctx, grad_output)
+
+
+def affine_inputs(*leading, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(*leading, D_IN, generator=g, dtype=F64)
+    W = torch.randn(D_OUT, D_IN, generator=g, dtype=F64)
+    b = torch.randn(D_OUT, generator=g, dtype=F64)
+    return X, W, b
+
+
+def test_part4_notebook_cell():
+    torch.manual_seed(0)
+    n, d_in, d_out = 100, 11, 7
+    X = torch.rand(n, d_in, dtype=F64)
+    W = torch.rand(d_out, d_in, requires_grad=True, dtype=F64)
+    b = torch.rand(d_out, requires_grad=True, dtype=F64)
+    torch.sum(AffineLayerFunction.apply(X, W, b)).backward()
+    W_grad1, b_grad1 = W.grad, b.grad
+    W.grad = b.grad = None
+    torch.sum(0.5 * X @ W.T + b).backward()
+    assert torch.allclose(W_grad1, W.grad) and torch.allclose(b_grad1, b.grad)
+
+
+@pytest.mark.parametrize("leading", [(N,), (2, N), ()], ids=["2d", "batched", "1d"])
+def test_part4_gradcheck_and_gradgradcheck_with_every_input(leading):
+    inputs = tuple(t.requires_grad_() for t in affine_inputs(*leading))
+    assert gradcheck(AffineLayerFunction.apply, inputs)
+    assert gradgradcheck(AffineLayerFunction.apply, inputs)
+
+
+@pytest.mark.parametrize("needs", list(itertools.product([False, True], repeat=3)))
+def test_part4_exact_shapes_values_and_none(needs):
+    X, W, b = affine_inputs(N)
+    G = torch.randn(N, D_OUT, dtype=F64, generator=torch.Generator().manual_seed(3))
+    G_before = G.clone()
+    ctx = SimpleNamespace(saved_tensors=(X, W, b), needs_input_grad=needs)
+    grads = part4_affine_backward(ctx, G)
+    want = (0.5 * G @ W, 0.5 * G.T @ X, G.sum(0))
+    assert len(grads) == 3
+    for needed, got, expected, given_ in zip(needs, grads, want, (X, W, b)):
+        if needed:
+            assert got.shape == given_.shape  # (4, 5), (3, 5), (3,)
+            torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+        else:
+            assert got is None
+    assert torch.equal(G, G_before) and G._version == 0
+
+
+def test_part4_batched_leading_dims_sum_into_dW_and_db():
+    X, W, b = affine_inputs(2, N)
+    G = torch.randn(2, N, D_OUT, dtype=F64)
+    ctx = SimpleNamespace(saved_tensors=(X, W, b), needs_input_grad=(True, True, True))
+    dX, dW, db = part4_affine_backward(ctx, G)
+    assert (dX.shape, dW.shape, db.shape) == ((2, N, D_IN), (D_OUT, D_IN), (D_OUT,))
+    torch.testing.assert_close(dW, 0.5 * (G[0].T @ X[0] + G[1].T @ X[1]))
+    torch.testing.assert_close(db, G.sum((0, 1)))
+
+
+@FAST
+@given(
+    leading=st.lists(st.integers(1, 4), min_size=0, max_size=2),
+    d_in=st.integers(1, 6),
+    d_out=st.integers(1, 6),
+    seed=st.integers(0, 2**16),
+)
+def test_part4_matches_autograd_property(leading, d_in, d_out, seed):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(*leading, d_in, generator=g, dtype=F64, requires_grad=True)
+    W = torch.randn(d_out, d_in, generator=g, dtype=F64, requires_grad=True)
+    b = torch.randn(d_out, generator=g, dtype=F64, requires_grad=True)
+    G = torch.randn(*leading, d_out, generator=g, dtype=F64)
+    got = torch.autograd.grad(AffineLayerFunction.apply(X, W, b), (X, W, b), G)
+    want = torch.autograd.grad(0.5 * X @ W.T + b, (X, W, b), G)
+    for a, e in zip(got, want):
+        torch.testing.assert_close(a, e)
+
+
+# ------------------------------------------------------------------------------------
+# embedding_lookup / Embedding
+# ------------------------------------------------------------------------------------
+
+
+def test_embedding_init_matches_nn_embedding():
+    torch.manual_seed(7)
+    ours = Embedding(10, 4)
+    after_ours = torch.rand(3)
+    torch.manual_seed(7)
+    theirs = nn.Embedding(10, 4)
+    after_theirs = torch.rand(3)
+    assert torch.equal(ours.weight, theirs.weight)
+    assert torch.equal(after_ours, after_theirs)  # same random numbers consumed
+
+
+def test_embedding_holds_only_its_weight():
+    emb = Embedding(10, 4)
+    assert repr(emb) == repr(nn.Embedding(10, 4)) == "Embedding(10, 4)"
+    assert [name for name, _ in emb.named_parameters()] == ["weight"]
+    assert isinstance(emb.weight, nn.Parameter) and emb.weight.shape == (10, 4)
+    assert list(emb.buffers()) == [] and list(emb.children()) == []
+
+
+def test_embedding_forward_and_backward_match_nn_embedding_with_repeats():
+    torch.manual_seed(0)
+    ours, theirs = Embedding(6, 3).double(), nn.Embedding(6, 3).double()
+    theirs.weight.data.copy_(ours.weight.data)
+    indices = torch.tensor([[0, 2, 2, 5], [2, 0, 1, 2]])  # row 2 four times, 3 and 4 never
+    out, ref = ours(indices), theirs(indices)
+    assert out.shape == (2, 4, 3)
+    assert torch.equal(out, ref)
+    G = torch.randn(2, 4, 3, dtype=F64)
+    out.backward(G)
+    ref.backward(G)
+    torch.testing.assert_close(ours.weight.grad, theirs.weight.grad)
+    torch.testing.assert_close(ours.weight.grad[2], G[0, 1] + G[0, 2] + G[1, 0] + G[1, 3])
+    assert torch.all(ours.weight.grad[3:5] == 0)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.int16, torch.uint8])
+def test_embedding_lookup_integer_dtypes(dtype):
+    weight = torch.randn(7, 2, dtype=F64)
+    indices = torch.tensor([[6, 0], [3, 3]], dtype=dtype)  # uint8 must not act as a mask
+    torch.testing.assert_close(embedding_lookup(weight, indices), weight[indices.long()])
+
+
+def test_embedding_lookup_scalar_and_empty_indices():
+    weight = torch.randn(7, 2, dtype=F64)
+    assert torch.equal(embedding_lookup(weight, torch.tensor(4)), weight[4])
+    assert embedding_lookup(weight, torch.zeros(0, 3, dtype=torch.long)).shape == (0, 3, 2)
+
+
+class _Storages(TorchDispatchMode):
+    """Records the ops run and the storages (data pointer: bytes) of their outputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.storages: dict[int, int] = {}
+        self.ops: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(str(func))
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(t, torch.Tensor):
+                s = t.untyped_storage()
+                self.storages[s.data_ptr()] = s.nbytes()
+        return out
+
+
+def test_embedding_lookup_allocates_only_the_output():
+    weight = torch.randn(42, 1000, requires_grad=True)
+    indices = torch.randint(0, 42, (5, 6, 7, 8))
+    with _Storages() as mode:
+        out = embedding_lookup(weight, indices)
+    assert out.shape == (5, 6, 7, 8, 1000)
+    # Small helpers (index checks) are fine; e.g. a (5, 6, 7, 8, 42) one-hot is not.
+    big = [n for n in mode.storages.values() if n > indices.nbytes]
+    assert big == [out.untyped_storage().nbytes()]
+    assert not [op for op in mode.ops if "embedding" in op]  # tensor ops, not F.embedding
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bool])
+def test_embedding_lookup_rejects_non_integer_indices(dtype):
+    with pytest.raises(TypeError, match=f"integer tensor, got dtype {dtype}"):
+        embedding_lookup(torch.zeros(3, 2), torch.zeros(2, dtype=dtype))
+    with pytest.raises(TypeError, match="integer tensor, got list"):
+        embedding_lookup(torch.zeros(3, 2), [0, 1])
+
+
+@pytest.mark.parametrize("bad", [42, 100, -1])
+def test_embedding_lookup_rejects_out_of_range_indices(bad):
+    emb = Embedding(42, 3)
+    message = rf"index {bad} is out of range for an embedding with 42 rows \(valid: 0\.\.41\)"
+    with pytest.raises(IndexError, match=message):
+        emb(torch.tensor([[0, 41], [bad, 5]]))
+    with pytest.raises(IndexError):  # the oracle agrees that these are invalid
+        nn.Embedding(42, 3)(torch.tensor([bad]))
+
+
+def test_embedding_lookup_rejects_a_table_that_is_not_2d():
+    with pytest.raises(ValueError, match=r"weight must be 2-D \(V, D\), got shape \(3,\)"):
+        embedding_lookup(torch.zeros(3), torch.tensor([0]))
+
+
+@FAST
+@given(
+    V=st.integers(1, 8),
+    D=st.integers(1, 5),
+    shape=st.lists(st.integers(0, 4), min_size=0, max_size=3),
+    seed=st.integers(0, 2**16),
+)
+def test_embedding_lookup_matches_f_embedding_property(V, D, shape, seed):
+    g = torch.Generator().manual_seed(seed)
+    weight = torch.randn(V, D, generator=g, dtype=F64, requires_grad=True)
+    indices = torch.randint(0, V, shape, generator=g)
+    G = torch.randn(*shape, D, generator=g, dtype=F64)
+    out, ref = embedding_lookup(weight, indices), F.embedding(indices, weight)
+    assert out.shape == (*shape, D) and torch.equal(out, ref)
+    (got,) = torch.autograd.grad(out, weight, G)
+    (want,) = torch.autograd.grad(ref, weight, G)
+    torch.testing.assert_close(got, want)
+
+
+# ------------------------------------------------------------------------------------
+# receptive_field / empirical_receptive_field
+# ------------------------------------------------------------------------------------
+
+
+def notebook_cnn():
+    return nn.Sequential(
+        nn.Conv2d(3, 4, kernel_size=3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(4, 16, kernel_size=5, stride=2, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, kernel_size=7, dilation=2, padding=3), nn.ReLU(),
+    )  # fmt: skip
+
+
+def test_receptive_field_of_the_notebook_cnn():
+    cnn = notebook_cnn()
+    expected = ReceptiveField(size=(112, 112), jump=(8, 8))
+    assert receptive_field(cnn) == expected
+    assert empirical_receptive_field(cnn, (3, 256, 256)) == expected
+
+
+# (layers, hand-computed (size, jump), probe input (H, W))
+CASES = {
+    "conv3": ([nn.Conv2d(1, 1, 3)], ((3, 3), (1, 1)), (16, 16)),
+    "asymmetric": ([nn.Conv2d(1, 1, (3, 5), stride=(1, 2))], ((3, 5), (1, 2)), (16, 24)),
+    "dilated": ([nn.Conv2d(1, 1, 3, dilation=2)], ((5, 5), (1, 1)), (16, 16)),
+    "pool_then_conv": ([nn.MaxPool2d(2), nn.Conv2d(1, 1, 3)], ((6, 6), (2, 2)), (24, 24)),
+    "strided_convs": (
+        [nn.Conv2d(1, 2, 3, stride=2), nn.Tanh(), nn.Conv2d(2, 1, 3, stride=2), nn.Conv2d(1, 1, 3)],
+        ((15, 15), (4, 4)),
+        (64, 64),
+    ),
+    "avg_overlapping": ([nn.AvgPool2d(3, stride=1), nn.AvgPool2d(2)], ((4, 4), (2, 2)), (20, 20)),
+    "dilated_max_pool": ([nn.MaxPool2d(3, stride=2, dilation=2, padding=1)], ((5, 5), (2, 2)), (20, 20)),
+    "mixed": (
+        [
+            nn.Conv2d(3, 8, (1, 3), stride=(2, 1), dilation=(1, 3), padding=(0, 3)),
+            nn.BatchNorm2d(8),
+            nn.LeakyReLU(),
+            nn.Sequential(nn.AvgPool2d((2, 3), stride=(1, 2)), nn.Dropout(0.5)),
+            nn.Conv2d(8, 4, 3, padding="same", groups=4, padding_mode="circular"),
+            nn.GELU(),
+        ],
+        # rows: r 1 -> 1 (j 2) -> 3 (j 2) -> 7;  cols: 7 (j 1) -> 9 (j 2) -> 13
+        ((7, 13), (2, 2)),
+        (40, 48),
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_receptive_field_analytic_hand_and_empirical_agree(case):
+    layers, (size, jump), hw = CASES[case]
+    model = nn.Sequential(*layers)
+    expected = ReceptiveField(size, jump)
+    assert receptive_field(model) == expected
+    assert empirical_receptive_field(model, hw) == expected
+
+
+def test_empirical_receptive_field_does_not_depend_on_weights_or_activity():
+    # Zero weights and dead ReLUs: the real model's input gradient is zero everywhere,
+    # but every pixel of the field can still influence the output in general.
+    cnn = notebook_cnn()
+    with torch.no_grad():
+        for layer in cnn:
+            if isinstance(layer, nn.Conv2d):
+                layer.weight.zero_()
+                layer.bias.fill_(-1.0)
+    assert empirical_receptive_field(cnn, (3, 256, 256)) == ((112, 112), (8, 8))
+
+
+def test_receptive_field_accepts_ints_or_tuples():
+    a = nn.Sequential(nn.Conv2d(1, 1, 3, stride=2, dilation=2), nn.MaxPool2d(2))
+    b = nn.Sequential(nn.Conv2d(1, 1, (3, 3), stride=(2, 2), dilation=(2, 2)), nn.MaxPool2d((2, 2)))
+    assert receptive_field(a) == receptive_field(b) == ((7, 7), (4, 4))  # 1+2*2 -> 5+1*2
+
+
+def test_empirical_receptive_field_leaves_the_model_alone():
+    torch.manual_seed(0)
+    cnn = notebook_cnn().eval()
+    state = {k: v.clone() for k, v in cnn.state_dict().items()}
+    versions = [p._version for p in cnn.parameters()]
+    rng = torch.get_rng_state()
+    empirical_receptive_field(cnn, (3, 256, 256))
+    assert torch.equal(rng, torch.get_rng_state())  # no random numbers consumed
+    assert all(torch.equal(v, cnn.state_dict()[k]) for k, v in state.items())
+    assert versions == [p._version for p in cnn.parameters()]
+    assert all(p.grad is None for p in cnn.parameters())
+    assert [type(m) for m in cnn] == [type(m) for m in notebook_cnn()]
+    assert not cnn.training
+
+
+@FAST
+@given(
+    layers=st.lists(
+        st.tuples(
+            st.sampled_from(["conv", "max", "avg", "relu"]),
+            st.tuples(st.integers(1, 4), st.integers(1, 4)),  # kernel
+            st.tuples(st.integers(1, 3), st.integers(1, 3)),  # stride
+            st.tuples(st.integers(1, 2), st.integers(1, 2)),  # dilation
+        ),
+        min_size=1,
+        max_size=3,
+    )
+)
+def test_receptive_field_analytic_equals_empirical_property(layers):
+    modules = []
+    for kind, k, s, d in layers:
+        if kind == "conv":
+            modules.append(nn.Conv2d(2, 2, k, stride=s, dilation=d, padding=(k[0] // 2, 0)))
+        elif kind == "max":
+            modules.append(nn.MaxPool2d(k, stride=s, dilation=d))
+        elif kind == "avg":
+            modules.append(nn.AvgPool2d(k, stride=s))
+        else:
+            modules.append(nn.ReLU())
+    model = nn.Sequential(*modules)
+    analytic = receptive_field(model)
+    hw = tuple(4 * r + 4 * j for r, j in zip(*analytic))
+    assert empirical_receptive_field(model, (2, *hw)) == analytic
+
+
+def test_receptive_field_rejects_other_layers_naming_them():
+    model = nn.Sequential(nn.Conv2d(1, 1, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2))
+    for fn in (receptive_field, lambda m: empirical_receptive_field(m, (1, 8, 8))):
+        with pytest.raises(TypeError, match=r"layer 2 \(Flatten\) is not supported"):
+            fn(model)
+    nested = nn.Sequential(nn.Conv2d(1, 1, 3), nn.Sequential(nn.ReLU(), nn.Linear(4, 2)))
+    with pytest.raises(TypeError, match=r"layer 1\.1 \(Linear\) is not supported"):
+        receptive_field(nested)
+    with pytest.raises(TypeError, match=r"layer 0 \(Conv1d\) is not supported"):
+        receptive_field(nn.Sequential(nn.Conv1d(1, 1, 3)))
+    with pytest.raises(TypeError, match="model must be an nn.Sequential, got Conv2d"):
+        receptive_field(nn.Conv2d(1, 1, 3))
+
+
+def test_empirical_receptive_field_rejects_too_small_inputs():
+    with pytest.raises(ValueError, match="too small: the receptive field .* reaches the border"):
+        empirical_receptive_field(notebook_cnn(), (3, 64, 64))
+    with pytest.raises(ValueError, match=r"too small: the output is only 1x1"):
+        empirical_receptive_field(nn.Sequential(nn.Conv2d(1, 1, 3)), (1, 3, 3))
