@@ -41,7 +41,7 @@ from nbclient.exceptions import (
     CellTimeoutError,
     DeadKernelError,
 )
-from nbconvert.preprocessors import ExecutePreprocessor
+from nbconvert.preprocessors import CoalesceStreamsPreprocessor, ExecutePreprocessor
 
 CELL_TIMEOUT = 300  # seconds per cell (nbclient's default is no limit at all)
 STARTUP_TIMEOUT = 60  # seconds for the kernel to start and answer
@@ -140,8 +140,14 @@ def write(nb: nbformat.NotebookNode, path: str | os.PathLike) -> None:
         raise
 
 
-def normalize_metadata(nb: nbformat.NotebookNode) -> None:
-    """Kernelspec -> python3; drop machine-specific details (interpreter version)."""
+def normalize(nb: nbformat.NotebookNode) -> None:
+    """Make the saved file depend on the notebook's content only.
+
+    Kernelspec -> python3; drop machine-specific details (interpreter version,
+    timing). Merge consecutive stream outputs: the kernel flushes stdout at
+    arbitrary points, so one print-out arrives in a varying number of pieces.
+    """
+    CoalesceStreamsPreprocessor().preprocess(nb, {})
     nb.metadata["kernelspec"] = dict(PYTHON3_KERNELSPEC)
     info = nb.metadata.get("language_info")
     if isinstance(info, dict):
@@ -381,7 +387,7 @@ def run(
             ) from None
         seconds = time.perf_counter() - start
 
-    normalize_metadata(nb)
+    normalize(nb)
     if save:
         write(nb, path)
     return Execution(path=path, nb=nb, seconds=seconds, cells=ep.cell_times)

@@ -137,6 +137,18 @@ def test_rerun_writes_identical_bytes(tmp_path: Path):
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temp files left
 
 
+def test_split_printouts_are_saved_as_one_stream(tmp_path: Path):
+    # Each flush sends a separate stream message; how a print-out is cut into
+    # messages varies from run to run, so the saved file must not depend on it.
+    path = _notebook(
+        tmp_path,
+        "import sys\nprint('a', end='')\nsys.stdout.flush()\nprint('b')\nsys.stdout.flush()\nprint('c')",
+    )
+    notebooks.run(path, save=True)
+    outputs = nbformat.read(path, as_version=4).cells[1].outputs
+    assert [(o.output_type, o.name, o.text) for o in outputs] == [("stream", "stdout", "ab\nc\n")]
+
+
 def test_read_malformed_json_is_one_clear_line(tmp_path: Path):
     path = tmp_path / "broken.ipynb"
     path.write_text('{"cells": [', encoding="utf-8")
