@@ -19,10 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 XFAIL_EXECUTE: dict[str, str] = {}
 
 # tests/test_check.py: `python main.py check` finds problems in the notebook.
-XFAIL_CHECK: dict[str, str] = {
-    "Part3_SummaryQuestions": "answers not written yet (answer issues); not executed",
-    "Part4_SummaryQuestions": "answers not written yet (answer issues); not executed",
-}
+XFAIL_CHECK: dict[str, str] = {}
 
 NOTEBOOK_STEMS = questions.available()
 
