@@ -7,7 +7,8 @@ tested against an independent oracle in tests/test_optimization.py.
 Question (both parts unless noted)          Functions
 ==========================================  ===========================================
 Optimization, Q1 (estimator moments)        minibatch_gradient_moments
-Optimization, Q3 (batch size)               least_squares_problem, sgd_steps_to_loss
+Optimization, Q3 (batch size)               least_squares_problem, sgd_expected_losses,
+                                            sgd_steps_to_loss
 Optimization, Q4 (local minima, ravine)     double_well_sgd, ravine_steps
 Optimization, Q5 (bi-level layer)           argmin_layer
 Optimization, Q6 (vanishing / exploding)    chain_derivative, layer_gradient_norms,
@@ -35,6 +36,7 @@ __all__ = [
     "single_thread",
     "minibatch_gradient_moments",
     "least_squares_problem",
+    "sgd_expected_losses",
     "sgd_steps_to_loss",
     "double_well_sgd",
     "ravine_steps",
@@ -130,38 +132,75 @@ def least_squares_problem(
     return LeastSquares(A, y, w_star, loss(w_star), loss(torch.zeros(d, dtype=A.dtype)), h_max)
 
 
-@_single_threaded
-def sgd_steps_to_loss(
-    problem: LeastSquares,
-    B: int,
-    lr: float,
-    target: float,
-    runs: int = 32,
-    max_steps: int = 2000,
-    seed: int = 0,
-) -> float:
-    """Mean number of mini-batch SGD iterations until the full training loss <= target.
+def sgd_expected_losses(problem: LeastSquares, B: int, lr: float, steps: int) -> list[float]:
+    """Exact expected training loss E[L(w_t)], t = 0..steps, of mini-batch SGD from w_0 = 0.
 
-    problem: a LeastSquares problem; every run starts at w = 0.
-    B: batch size (indices drawn uniformly with replacement); lr: constant step size.
-    runs: independent runs (vectorised), averaged. Raises RuntimeError if some run
-    does not reach target within max_steps.
+    problem: a LeastSquares problem; B: batch size (indices drawn uniformly WITH
+    replacement); lr: constant step size. No sampling: for least squares the first two
+    moments of e_t = w_t - w_star follow a closed recursion. With H = A^T A / N and the
+    optimal residuals r_i = y_i - a_i^T w_star (A^T r = 0), the per-sample gradient is
+    g_i = a_i (a_i^T e - r_i), the batch gradient has mean H e, and
+        m' = (I - lr H) m,                                        m = E e,
+        M' = M - lr (H M + M H) + lr^2 ((1 - 1/B) H M H + C / B),  M = E e e^T,
+        C  = 1/N sum_i a_i a_i^T (a_i^T M a_i - 2 r_i a_i^T m + r_i^2),
+    and E L(w) = loss_star + tr(H M) / 2. Computed in float64 NumPy with M as a
+    d*d vector (one (d^2, d^2) matrix-vector product per step).
+    Returns a list of steps + 1 floats.
     """
-    A, y = problem.A, problem.y
+    it = _expected_loss_iter(problem, B, lr)
+    return [next(it) for _ in range(steps + 1)]
+
+
+@functools.lru_cache(maxsize=4)
+def _moment_terms(problem: LeastSquares):
+    """The B- and lr-independent matrices of the recursion (cached: a NamedTuple of
+    tensors hashes by tensor identity)."""
+    A, w_star = problem.A.double().numpy(), problem.w_star.double().numpy()
     N, d = A.shape
-    g = torch.Generator().manual_seed(seed)
-    w = torch.zeros(runs, d, dtype=A.dtype)
-    hit = torch.zeros(runs, dtype=torch.long)  # 0 = not yet
-    for t in range(1, max_steps + 1):
-        idx = torch.randint(N, (runs, B), generator=g)
-        Ab = A[idx]  # (runs, B, d)
-        r = (Ab @ w.unsqueeze(2)).squeeze(2) - y[idx]  # (runs, B) residuals
-        w = w - (lr / B) * (r.unsqueeze(1) @ Ab).squeeze(1)  # mean of the B sample gradients
-        twice_loss = (w @ A.T).sub_(y).square_().mean(1)  # (runs,): 2 L(w) of every run
-        hit[(twice_loss <= 2 * target) & (hit == 0)] = t
-        if (hit > 0).all():
-            return hit.double().mean().item()
-    raise RuntimeError(f"B={B}, lr={lr}: {(hit == 0).sum().item()} runs never reached {target}")
+    H = A.T @ A / N
+    r = problem.y.double().numpy() - A @ w_star
+    Q = (A[:, :, None] * A[:, None, :]).reshape(N, d * d)  # row i: vec(a_i a_i^T)
+    eye = np.eye(d)
+    # vec(H M) = kron(H, I) vec(M), vec(M H) = kron(I, H) vec(M), vec(H M H) = kron(H, H) vec(M)
+    HI = np.kron(H, eye) + np.kron(eye, H)
+    HH = np.kron(H, H)
+    C2 = (Q.T @ Q) / N  # vec(1/N sum_i a_i a_i^T (a_i^T M a_i))
+    C1 = -2 * (Q.T @ (r[:, None] * A)) / N  # (d^2, d): the term in m
+    C0 = (Q.T @ r**2) / N  # (d^2,): the constant term
+    return H, w_star, HI, HH, C2, C1, C0
+
+
+def _expected_loss_iter(problem: LeastSquares, B: int, lr: float):
+    """Yields E[L(w_t)] for t = 0, 1, 2, ... (see sgd_expected_losses)."""
+    H, w_star, HI, HH, C2, C1, C0 = _moment_terms(problem)
+    d = H.shape[0]
+    eye = np.eye(d)
+    K = np.eye(d * d) - lr * HI + lr**2 * (1 - 1 / B) * HH + lr**2 / B * C2
+    K_m = lr**2 / B * C1
+    c = lr**2 / B * C0
+    S = eye - lr * H
+    m = -w_star
+    M = np.outer(m, m).reshape(-1)
+    h = H.reshape(-1) / 2
+    while True:
+        yield problem.loss_star + float(h @ M)
+        M, m = K @ M + K_m @ m + c, S @ m
+
+
+def sgd_steps_to_loss(
+    problem: LeastSquares, B: int, lr: float, target: float, max_steps: int = 2000
+) -> int:
+    """First iteration t at which the exact expected loss E[L(w_t)] <= target.
+
+    Same setting as sgd_expected_losses (w_0 = 0, batches drawn with replacement).
+    Raises RuntimeError if the target is not reached within max_steps.
+    """
+    for t, loss in enumerate(_expected_loss_iter(problem, B, lr)):
+        if loss <= target:
+            return t
+        if t >= max_steps:
+            raise RuntimeError(f"B={B}, lr={lr}: E[L] never reached {target} in {max_steps} steps")
+    raise AssertionError("unreachable")
 
 
 # --------------------------------------------------------------------------------------
@@ -169,31 +208,34 @@ def sgd_steps_to_loss(
 # --------------------------------------------------------------------------------------
 
 
-@_single_threaded
 def double_well_sgd(
-    noise: float,
+    noise: float | tuple[float, ...],
     x0: float,
     tilt: float = 0.3,
     lr: float = 0.1,
     steps: int = 1000,
     runs: int = 200,
     seed: int = 0,
-) -> Tensor:
+) -> np.ndarray:
     """Final iterates of (S)GD on a tilted double well, a finite sum of two losses.
 
     Loss f(x) = x^4/4 - x^2/2 + tilt*x = mean of f_+(x), f_-(x), f_pm = f(x) +- noise*x.
     With tilt = 0.3: global minimum x ~ -1.125, local minimum x ~ 0.786, barrier
-    (local maximum) x ~ 0.339. Each step uses one of the two "samples" at random
-    (noise = 0 gives plain GD, the gradient f'(x) exactly); the step size decays
-    linearly from lr to 0 so every run settles.
-    Returns x: (runs,) float64.
+    (local maximum) x ~ 0.339. Each f_pm is itself a double well iff |tilt +- noise| <
+    2/(3 sqrt 3) ~ 0.385 (e.g. noise <= 0.08). Each step uses one of the two "samples"
+    at random (noise = 0 gives plain GD, the gradient f'(x) exactly); the step size
+    decays linearly from lr to 0 so every run settles.
+    Returns x: (runs,) float64 NumPy array; for a tuple of K noise levels, (K, runs),
+    one row per level, all simulated together (the same random signs for every row).
     """
-    g = torch.Generator().manual_seed(seed)
-    x = torch.full((runs,), float(x0), dtype=torch.float64)
+    rng = np.random.default_rng(seed)
+    signs = 2.0 * rng.integers(0, 2, size=(steps, runs)) - 1.0
+    if not np.isscalar(noise):
+        noise = np.asarray(noise, dtype=np.float64)[:, None]  # (K, 1), broadcast over runs
+        signs = signs[:, None, :]  # (steps, 1, runs)
+    x = np.full(np.broadcast_shapes(np.shape(noise), (runs,)), float(x0))
     for t in range(steps):
-        sign = 2.0 * torch.randint(2, (runs,), generator=g, dtype=torch.float64) - 1.0
-        grad = x**3 - x + tilt + noise * sign
-        x = x - lr * (1.0 - t / steps) * grad
+        x = x - lr * (1.0 - t / steps) * (x**3 - x + tilt + noise * signs[t])
     return x
 
 
