@@ -18,12 +18,15 @@ sits between the course's ``# ====== YOUR CODE: ======`` markers.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from hw4.threads import single_thread
 
 __all__ = [
     "rel_error",
@@ -363,43 +366,90 @@ def receptive_field(model: nn.Sequential) -> ReceptiveField:
     # ========================
 
 
-def empirical_receptive_field(model: nn.Sequential, input_shape: tuple) -> ReceptiveField:
-    """Receptive field measured with autograd (the model itself is never run or changed).
+class _DilatedWindowSum(nn.Module):
+    """Probe stand-in for a dilated MaxPool2d: sums each channel over the same
+    (dilated) window with all-ones weights. Maps (B, C, H, W) -> (B, C, H', W')."""
 
-    model: as in receptive_field.
-    input_shape: (C, H, W) or (H, W) of the probe input (only H, W matter); large
-    enough that the field of the central output pixel stays off the border (else
-    ValueError), e.g. (3, 256, 256) for the notebook's CNN.
+    def __init__(self, pool: nn.MaxPool2d):
+        super().__init__()
+        if pool.ceil_mode:
+            raise NotImplementedError("MaxPool2d with dilation != 1 and ceil_mode=True")
+        self.kernel, self.stride = _pair(pool.kernel_size), _pair(pool.stride)
+        self.padding, self.dilation = _pair(pool.padding), _pair(pool.dilation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        c = x.shape[1]
+        ones = x.new_ones(c, 1, *self.kernel)  # depthwise: channel c -> channel c
+        return F.conv2d(x, ones, None, self.stride, self.padding, self.dilation, groups=c)
+
+
+def _probe(model: nn.Sequential) -> nn.Sequential:
+    """Replace, in place, the layers of a (copied) model by their probe versions."""
+    for name, layer in model.named_children():
+        if isinstance(layer, nn.Sequential):
+            _probe(layer)
+        elif isinstance(layer, nn.Conv2d):
+            layer.weight.requires_grad_(False).fill_(1.0)
+            if layer.bias is not None:
+                layer.bias.requires_grad_(False).zero_()
+        elif isinstance(layer, nn.MaxPool2d):
+            if _pair(layer.dilation) == (1, 1):
+                avg = nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding, layer.ceil_mode)
+                setattr(model, name, avg)
+            else:  # AvgPool2d has no dilation
+                setattr(model, name, _DilatedWindowSum(layer))
+        elif isinstance(layer, POINTWISE):
+            setattr(model, name, nn.Identity())
+    return model
+
+
+def empirical_receptive_field(model: nn.Sequential, input_shape: tuple) -> ReceptiveField:
+    """Receptive field measured with autograd on a probe copy of the model's own layers.
+
+    model: as in receptive_field; it is not modified (the probe is a deep copy).
+    input_shape: (C, H, W), or (H, W) with C = in_channels of the first Conv2d (1 if
+    there is none); large enough that the field of the central output pixel stays off
+    the border (else ValueError), e.g. (3, 256, 256) for the notebook's CNN.
     Returns ReceptiveField(size=(h, w), jump=(h, w)).
 
-    Runs a one-channel float64 surrogate of the model in which no pixel can hide:
-    every convolution and pooling window becomes a sum over the same window (same
-    kernel, stride, dilation, padding; ceil_mode only adds windows at the border)
-    with all-ones weights and no bias, so there is no cancellation and max pooling
-    cannot route the gradient to a single pixel; pointwise layers become the
-    identity, so no ReLU blocks an inactive pixel. (Channels do not matter: every
-    pair of channels is connected through the same window.)
-    Input pixels with a nonzero gradient of the central output pixel are then exactly
-    those that can influence it. The size is their bounding box (with dilation the
-    support can have holes); the jump is how far the box moves when the output pixel
-    moves by one.
+    The probe is a float64 deep copy of model (all its terms are positive sums, so
+    nothing rounds to zero) in which
+    - every Conv2d keeps its module (kernel, stride, dilation, padding and padding
+      mode, groups, any overridden forward) but gets weights 1 and bias 0, so no
+      weight is zero and no two paths cancel;
+    - every pointwise layer (ReLU, BatchNorm2d, Dropout, ...) becomes nn.Identity,
+      so no inactive ReLU hides a pixel;
+    - every MaxPool2d becomes an AvgPool2d with the same kernel_size, stride, padding
+      and ceil_mode, so the gradient reaches the whole window and not only its argmax
+      (with dilation != 1, a depthwise all-ones convolution with that dilation);
+    - AvgPool2d is kept.
+    The probe maps a zero input (2, C, H, W) to (2, C_out, H_out, W_out); one backward
+    pass gives the input gradient of output pixel (i, j) (the central one) in sample
+    0 and of (i + 1, j + 1) in sample 1, each summed over the output channels.
+    The size is the bounding box of the input pixels with a nonzero gradient in sample
+    0 (with dilation it can contain pixels that do not matter); the jump is how far the
+    box moves in sample 1. These are the pixels that can influence the unit for some
+    weights and inputs, which is what receptive_field computes from the geometry.
     """
     # ====== YOUR CODE: ======
-    x = torch.zeros(1, 1, *input_shape[-2:], dtype=torch.float64, requires_grad=True)
-    out = x
-    for _, layer, kernel, stride, dilation, padding in _layers(model):
-        if not isinstance(layer, POINTWISE):
-            ones = x.new_ones(1, 1, *kernel)
-            out = F.conv2d(out, ones, None, stride, padding, dilation)
-    H, W = out.shape[-2:]
-    if H < 2 or W < 2:
-        raise ValueError(
-            f"input_shape {tuple(input_shape)} is too small: the output is only {H}x{W}"
-        )
+    layers = list(_layers(model))  # validates the layer types
+    if len(input_shape) == 2:
+        convs = [layer for _, layer, *_ in layers if isinstance(layer, nn.Conv2d)]
+        input_shape = (convs[0].in_channels if convs else 1, *input_shape)
+    probe = _probe(copy.deepcopy(model)).double()
+    x = torch.zeros(2, *input_shape, dtype=torch.float64, requires_grad=True)
+    with single_thread():  # small convolutions: threads cost more than they save
+        out = probe(x)
+        H, W = out.shape[-2:]
+        if H < 2 or W < 2:
+            raise ValueError(
+                f"input_shape {tuple(input_shape)} is too small: the output is only {H}x{W}"
+            )
+        i, j = (H - 1) // 2, (W - 1) // 2
+        (g,) = torch.autograd.grad(out[0, :, i, j].sum() + out[1, :, i + 1, j + 1].sum(), x)
 
-    def box(i: int, j: int) -> tuple[int, int, int, int]:
-        (g,) = torch.autograd.grad(out[0, 0, i, j], x, retain_graph=True)
-        seen = g[0, 0] > 0  # (H_in, W_in); all gradients are >= 0
+    def box(seen: Tensor) -> tuple[int, int, int, int]:
+        """(top, bottom, left, right) of the True pixels of seen: (H_in, W_in)."""
         rows, cols = seen.any(1).nonzero()[:, 0].tolist(), seen.any(0).nonzero()[:, 0].tolist()
         H_in, W_in = seen.shape
         if not rows or 0 in (rows[0], cols[0]) or rows[-1] == H_in - 1 or cols[-1] == W_in - 1:
@@ -409,9 +459,7 @@ def empirical_receptive_field(model: nn.Sequential, input_shape: tuple) -> Recep
             )
         return rows[0], rows[-1], cols[0], cols[-1]
 
-    i, j = (H - 1) // 2, (W - 1) // 2
-    top, bottom, left, right = box(i, j)
-    size = (bottom - top + 1, right - left + 1)
-    jump = (box(i + 1, j)[0] - top, box(i, j + 1)[2] - left)
-    return ReceptiveField(size, jump)
+    top, bottom, left, right = box((g[0] != 0).any(0))  # any input channel
+    top1, _, left1, _ = box((g[1] != 0).any(0))
+    return ReceptiveField((bottom - top + 1, right - left + 1), (top1 - top, left1 - left))
     # ========================

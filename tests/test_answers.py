@@ -530,6 +530,16 @@ CASES = {
         (64, 64),
     ),
     "avg_overlapping": ([nn.AvgPool2d(3, stride=1), nn.AvgPool2d(2)], ((4, 4), (2, 2)), (20, 20)),
+    "max_pool_stride_not_kernel": (
+        [nn.MaxPool2d(3, stride=2), nn.Conv2d(1, 1, 3), nn.MaxPool2d(2, stride=3)],
+        ((9, 9), (6, 6)),  # 1 + 2 -> 3 (j 2) -> 3 + 2*2 = 7 -> 7 + 1*2 = 9 (j 6)
+        (48, 48),
+    ),
+    "max_pool_padding_ceil_mode": (
+        [nn.Conv2d(1, 1, 3, stride=2), nn.MaxPool2d(3, stride=2, padding=1, ceil_mode=True)],
+        ((7, 7), (4, 4)),  # r 3 (j 2) -> 3 + 2*2 = 7 (j 4); ceil_mode adds border windows
+        (41, 41),
+    ),
     "dilated_max_pool": ([nn.MaxPool2d(3, stride=2, dilation=2, padding=1)], ((5, 5), (2, 2)), (20, 20)),
     "mixed": (
         [
@@ -556,9 +566,34 @@ def test_receptive_field_analytic_hand_and_empirical_agree(case):
     assert empirical_receptive_field(model, hw) == expected
 
 
+# The table of CNNs Q2 in the notebooks: 4 layers of each kind, (RF, jump) on a 64x64 input.
+Q2_TABLE = {
+    "3x3 conv": (lambda i: [nn.Conv2d(1, 1, 3, padding=1)], (9, 1)),
+    "7x7 conv": (lambda i: [nn.Conv2d(1, 1, 7, padding=3)], (25, 1)),
+    "3x3 conv, stride 2": (lambda i: [nn.Conv2d(1, 1, 3, stride=2, padding=1)], (31, 16)),
+    "3x3 conv + 2x2 max-pool": (
+        lambda i: [nn.Conv2d(1, 1, 3, padding=1), nn.MaxPool2d(2)],
+        (46, 16),
+    ),
+    "3x3 conv, dilation 1,2,4,8": (
+        lambda i: [nn.Conv2d(1, 1, 3, padding=2**i, dilation=2**i)],
+        (31, 1),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", Q2_TABLE, ids=list(Q2_TABLE))
+def test_receptive_field_table_of_the_notebooks(name):
+    layer, (r, j) = Q2_TABLE[name]
+    model = nn.Sequential(*[m for i in range(4) for m in layer(i)])
+    expected = ReceptiveField((r, r), (j, j))
+    assert receptive_field(model) == empirical_receptive_field(model, (64, 64)) == expected
+
+
 def test_empirical_receptive_field_does_not_depend_on_weights_or_activity():
     # Zero weights and dead ReLUs: the real model's input gradient is zero everywhere,
-    # but every pixel of the field can still influence the output in general.
+    # but the probe resets the weights to 1 and drops the ReLUs, so it measures the
+    # pixels that can influence the output for some weights and inputs.
     cnn = notebook_cnn()
     with torch.no_grad():
         for layer in cnn:
@@ -566,6 +601,47 @@ def test_empirical_receptive_field_does_not_depend_on_weights_or_activity():
                 layer.weight.zero_()
                 layer.bias.fill_(-1.0)
     assert empirical_receptive_field(cnn, (3, 256, 256)) == ((112, 112), (8, 8))
+
+
+class MaskedConv2d(nn.Conv2d):
+    """PixelCNN-style convolution: only kernel rows 0..k//2 are used (mask in forward)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        mask = torch.zeros_like(self.weight)
+        mask[:, :, : self.kernel_size[0] // 2 + 1] = 1
+        self.register_buffer("mask", mask)
+
+    def forward(self, x):
+        return self._conv_forward(x, self.weight * self.mask, self.bias)
+
+
+def test_empirical_receptive_field_runs_the_models_own_layers():
+    # The geometry alone says 5x5; the masked layer's own forward sees only 3 rows.
+    model = nn.Sequential(MaskedConv2d(2, 3, 5, padding=2), nn.ReLU())
+    assert receptive_field(model) == ((5, 5), (1, 1))
+    assert empirical_receptive_field(model, (2, 16, 16)) == ((3, 5), (1, 1))
+    two = nn.Sequential(MaskedConv2d(1, 1, 5), MaskedConv2d(1, 1, 3))
+    # kernel rows 0-2 of the 5x5, then 0-1 of the 3x3: 3 + 2 - 1 = 4 rows
+    assert empirical_receptive_field(two, (20, 20)) == ((4, 7), (1, 1))
+    assert receptive_field(two) == ((7, 7), (1, 1))
+
+
+def test_empirical_receptive_field_max_pool_is_not_argmax_only():
+    # With the real max pool the gradient reaches one pixel per window; the probe's
+    # average pool reaches all of them, whatever the input values or weights.
+    model = nn.Sequential(nn.MaxPool2d(4, stride=1), nn.MaxPool2d(4, stride=1))
+    torch.manual_seed(0)
+    x = torch.randn(1, 1, 16, 16, requires_grad=True)
+    (g,) = torch.autograd.grad(model(x)[0, 0, 5, 5], x)
+    assert (g != 0).sum() == 1  # the real max pools: the argmax only
+    assert empirical_receptive_field(model, (1, 16, 16)) == ((7, 7), (1, 1))
+
+
+def test_empirical_receptive_field_dilated_max_pool_with_ceil_mode_is_not_implemented():
+    model = nn.Sequential(nn.MaxPool2d(3, stride=2, dilation=2, ceil_mode=True))
+    with pytest.raises(NotImplementedError, match="dilation != 1 and ceil_mode=True"):
+        empirical_receptive_field(model, (1, 20, 20))
 
 
 def test_receptive_field_accepts_ints_or_tuples():
@@ -580,8 +656,10 @@ def test_empirical_receptive_field_leaves_the_model_alone():
     state = {k: v.clone() for k, v in cnn.state_dict().items()}
     versions = [p._version for p in cnn.parameters()]
     rng = torch.get_rng_state()
+    threads = torch.get_num_threads()
     empirical_receptive_field(cnn, (3, 256, 256))
     assert torch.equal(rng, torch.get_rng_state())  # no random numbers consumed
+    assert torch.get_num_threads() == threads
     assert all(torch.equal(v, cnn.state_dict()[k]) for k, v in state.items())
     assert versions == [p._version for p in cnn.parameters()]
     assert all(p.grad is None for p in cnn.parameters())
