@@ -22,7 +22,6 @@ Shapes: ``X: (N, D)`` is a tensor with N rows and D columns.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 import math
@@ -32,8 +31,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from hw4.threads import single_thread
+
 __all__ = [
-    "single_thread",
     "minibatch_gradient_moments",
     "least_squares_problem",
     "sgd_expected_losses",
@@ -50,36 +50,12 @@ __all__ = [
 ]
 
 
-@contextlib.contextmanager
-def single_thread():
-    """Run torch on one intra-op thread, then restore the previous setting.
-
-    The demos use tiny tensors: on a busy 2-core machine, two spinning threads make
-    them orders of magnitude slower than one thread.
-    """
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-def _single_threaded(fn):
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with single_thread():
-            return fn(*args, **kwargs)
-
-    return wrapper
-
-
 # --------------------------------------------------------------------------------------
 # Optimization, Q1: mean and variance of the mini-batch gradient
 # --------------------------------------------------------------------------------------
 
 
-@_single_threaded
+@single_thread()
 def minibatch_gradient_moments(per_sample_grads: Tensor, B: int) -> tuple[Tensor, float]:
     """Exact mean and total variance of the mini-batch gradient estimator.
 
@@ -116,7 +92,7 @@ class LeastSquares(NamedTuple):
     hessian_max: float
 
 
-@_single_threaded
+@single_thread()
 def least_squares_problem(
     N: int = 256, d: int = 8, noise: float = 0.5, seed: int = 0
 ) -> LeastSquares:
@@ -320,7 +296,7 @@ def argmin_layer(g: Callable[..., Tensor], solver: Callable[..., Tensor], *theta
 # --------------------------------------------------------------------------------------
 
 
-@_single_threaded
+@single_thread()
 def chain_derivative(depth: int, weight: float | None = None, x0: float = 0.0) -> float:
     """d y_L / d x by autograd (float64) through a scalar chain of depth layers.
 
@@ -335,7 +311,7 @@ def chain_derivative(depth: int, weight: float | None = None, x0: float = 0.0) -
     return dx.item()
 
 
-@_single_threaded
+@single_thread()
 def deep_mlp(depth: int, width: int, kind: str, gain: float = 1.0, seed: int = 0) -> nn.Sequential:
     """A deep float64 MLP: depth hidden layers of width units, then Linear(width, 1).
 
@@ -367,7 +343,7 @@ def deep_mlp(depth: int, width: int, kind: str, gain: float = 1.0, seed: int = 0
     return nn.Sequential(*layers)
 
 
-@_single_threaded
+@single_thread()
 def layer_gradient_norms(model: nn.Sequential, x: Tensor) -> list[float]:
     """||dL/dy_l|| for the output y_l of every nn.Linear layer (l = 1..L), L = out.sum().
 
@@ -391,7 +367,7 @@ class TrainLog(NamedTuple):
     rel_change: list[float]
 
 
-@_single_threaded
+@single_thread()
 def train_deep_mlp(model: nn.Sequential, x: Tensor, y: Tensor, lr: float, steps: int) -> TrainLog:
     """Full-batch gradient descent on the MSE of model(x) (M, 1) vs y (M, 1).
 
@@ -420,7 +396,7 @@ def train_deep_mlp(model: nn.Sequential, x: Tensor, y: Tensor, lr: float, steps:
 # --------------------------------------------------------------------------------------
 
 
-@_single_threaded
+@single_thread()
 def mlp_bce_grads(
     X: Tensor,
     y: Tensor,
@@ -473,7 +449,7 @@ def mlp_bce_grads(
 # --------------------------------------------------------------------------------------
 
 
-@_single_threaded
+@single_thread()
 def forward_difference_gradient(
     f: Callable[..., Tensor], *tensors: Tensor, eps: float = 1e-6
 ) -> tuple[Tensor, ...]:

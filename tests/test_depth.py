@@ -43,6 +43,25 @@ def test_hidden_grad_norms_matches_autograd_oracle_with_shared_modules():
     assert torch.allclose(got, _oracle(_shared_net(reps=3), x, y), rtol=1e-10, atol=0)
 
 
+def test_hidden_grad_norms_with_other_parametrised_modules():
+    # LayerNorm (parameters, not a Linear) goes through the float64 deep-copy fallback.
+    def net():
+        torch.manual_seed(1)
+        return nn.Sequential(
+            nn.Linear(5, 4), nn.LayerNorm(4), nn.ReLU(), nn.Linear(4, 3), nn.Tanh()
+        )
+
+    x, y = torch.randn(6, 5), torch.randn(6, 3)
+    with torch.no_grad():
+        model = net()
+        model[1].weight.uniform_(0.5, 1.5)  # not the default ones
+    oracle = net()
+    oracle.load_state_dict(model.state_dict())
+    got = hidden_grad_norms(model, x, y)
+    assert torch.allclose(got, _oracle(oracle, x, y), rtol=1e-10, atol=0)
+    assert all(p.grad is None and p.dtype == torch.float32 for p in model.parameters())
+
+
 def test_hidden_grad_norms_closed_form_linear_chain():
     # h_a = 2^a * x for a chain of Identity-like "activations": use ReLU on positive data.
     lin = nn.Linear(3, 3, bias=False)

@@ -317,10 +317,3 @@ def test_forward_difference_gradient():
     a = torch.randn(3, 2, dtype=f64)
     (g,) = O.forward_difference_gradient(lambda w: (a * w).sum() + 1.0, W)
     assert torch.allclose(g, a, atol=1e-8)
-
-
-def test_single_thread_restores():
-    before = torch.get_num_threads()
-    with O.single_thread():
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
