@@ -8,6 +8,7 @@ D_in / D_out = input / output features, A = number of activation applications.
 from __future__ import annotations
 
 import copy
+import math
 from functools import partial
 from typing import Callable
 
@@ -22,6 +23,7 @@ __all__ = [
     "hidden_grad_norms",
     "with_activation",
     "relu_mlp",
+    "grad_norms_svg",
     "plot_grad_norms",
 ]
 
@@ -111,29 +113,65 @@ def relu_mlp(d_in: int, hidden: int, n_hidden: int, d_out: int) -> nn.Sequential
     return nn.Sequential(*layers)
 
 
-def plot_grad_norms(curves: dict[str, Tensor], title: str = "") -> None:
-    """Plot log10 of per-layer gradient norms; curves: name -> (A,) tensor.
+_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
 
-    Kept cheap on purpose (the notebooks have a time budget): log10 on a linear axis
-    (a log axis draws minor ticks for every decade), a fixed layout instead of
-    tight_layout, no mathtext, and the PNG is rendered once and displayed directly
-    (the inline backend would draw the figure twice to find a tight bounding box).
+
+def grad_norms_svg(curves: dict[str, Tensor], title: str = "") -> str:
+    """A small SVG line chart of log10 per-layer gradient norms; curves: name -> (A,).
+
+    Drawn by hand rather than with matplotlib, whose import alone (~0.5 s) would
+    break the notebooks' time budget; the text output is also byte-stable.
     """
-    import io
+    from xml.sax.saxutils import escape
 
-    import matplotlib.pyplot as plt
-    from IPython.display import Image, display
+    ys = {name: norms.detach().double().log10().cpu().tolist() for name, norms in curves.items()}
+    n = max(len(v) for v in ys.values())
+    lo = math.floor(min(min(v) for v in ys.values()) - 0.3)  # keep curves off the frame
+    hi = math.ceil(max(max(v) for v in ys.values()) + 0.3)
+    step = max(1, math.ceil((hi - lo) / 8))  # at most ~8 y ticks, on whole decades
+    lo, hi = lo - (lo % step), hi + (-hi % step)
+    hi = max(hi, lo + step)
+    W, H, left, right, top, bottom = 460, 260, 48, 10, 24 if title else 10, 38
 
-    fig, ax = plt.subplots(figsize=(4.5, 2.6))
-    for name, norms in curves.items():
-        ax.plot(range(1, len(norms) + 1), norms.detach().double().log10().cpu().numpy(), label=name)
-    ax.set_xlabel("hidden layer (1 = closest to the input)")
-    ax.set_ylabel("log10 ||dL/dh_l||")
+    def px(i: float) -> float:  # layer number (1..n) -> x pixel
+        return left + (i - 1) / max(n - 1, 1) * (W - left - right)
+
+    def py(v: float) -> float:  # log10 norm -> y pixel
+        return H - bottom - (v - lo) / (hi - lo) * (H - top - bottom)
+
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+           f'font-family="sans-serif" font-size="10">',
+           f'<rect x="{left}" y="{top}" width="{W - left - right}" height="{H - top - bottom}" '
+           'fill="none" stroke="#444"/>']
+    for v in range(lo, hi + 1, step):
+        out.append(f'<line x1="{left}" x2="{W - right}" y1="{py(v):.1f}" y2="{py(v):.1f}" stroke="#ddd"/>'
+                   f'<text x="{left - 4}" y="{py(v) + 3:.1f}" text-anchor="end">{v}</text>')
+    for i in sorted({1, n, *range(5, n, 5)}):
+        out.append(f'<text x="{px(i):.1f}" y="{H - bottom + 13}" text-anchor="middle">{i}</text>')
+    out.append(f'<text x="{(left + W - right) / 2:.1f}" y="{H - 6}" text-anchor="middle">'
+               "hidden layer (1 = closest to the input)</text>")
+    out.append(f'<text transform="translate(12 {(top + H - bottom) / 2:.1f}) rotate(-90)" '
+               'text-anchor="middle">log10 ||dL/dh_l||</text>')
     if title:
-        ax.set_title(title)
-    ax.legend(fontsize=7)
-    fig.subplots_adjust(left=0.13, bottom=0.17, right=0.98, top=0.9 if title else 0.97)
-    png = io.BytesIO()
-    fig.savefig(png, format="png")
-    plt.close(fig)
-    display(Image(png.getvalue()))
+        out.append(f'<text x="{W / 2:.1f}" y="15" text-anchor="middle">{escape(title)}</text>')
+    # Legend bottom right: vanishing curves rise towards the output side, leaving it free.
+    legend_top = H - bottom - 8 - 13 * len(ys)
+    out.append(f'<rect x="{W - right - 196}" y="{legend_top}" width="192" height="{13 * len(ys) + 4}" '
+               'fill="white" fill-opacity="0.85"/>')
+    for k, (name, v) in enumerate(ys.items()):
+        colour = _COLOURS[k % len(_COLOURS)]
+        points = " ".join(f"{px(i + 1):.1f},{py(y):.1f}" for i, y in enumerate(v))
+        out.insert(2, f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{points}"/>')
+        y0 = legend_top + 13 + 13 * k
+        out.append(f'<line x1="{W - right - 190}" x2="{W - right - 172}" y1="{y0 - 3}" y2="{y0 - 3}" '
+                   f'stroke="{colour}" stroke-width="2"/>'
+                   f'<text x="{W - right - 166}" y="{y0}">{escape(name)}</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def plot_grad_norms(curves: dict[str, Tensor], title: str = "") -> None:
+    """Display grad_norms_svg(curves, title) in the notebook."""
+    from IPython.display import SVG, display
+
+    display(SVG(grad_norms_svg(curves, title)))

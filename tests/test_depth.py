@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from hw4.depth import hidden_grad_norms, relu_mlp, with_activation
+from hw4.depth import grad_norms_svg, hidden_grad_norms, relu_mlp, with_activation
 
 
 def _shared_net(reps=3):
@@ -115,3 +115,26 @@ def test_relu_mlp_distinct_layers_and_he_init():
     w = linears[2].weight
     assert abs(w.std().item() - (2 / 256) ** 0.5) < 0.05 * (2 / 256) ** 0.5
     assert all((m.bias == 0).all() for m in linears)
+
+
+def test_grad_norms_svg_draws_each_curve_in_log10():
+    import xml.etree.ElementTree as ET
+
+    curves = {"falls": torch.logspace(-6, 0, 7), "flat & <x>": torch.full((7,), 10.0)}
+    svg = grad_norms_svg(curves, title="t")
+    assert svg == grad_norms_svg(curves, title="t")  # byte-stable output
+    root = ET.fromstring(svg)  # well-formed, names escaped
+    ns = "{http://www.w3.org/2000/svg}"
+    lines = root.findall(f"{ns}polyline")
+    assert len(lines) == 2
+    pts = [[tuple(map(float, p.split(","))) for p in line.get("points").split()] for line in lines]
+    falls, flat = (pts[0], pts[1]) if pts[0][0][1] != pts[0][-1][1] else (pts[1], pts[0])
+    assert len(falls) == len(flat) == 7
+    xs = [x for x, _ in falls]
+    assert xs == sorted(xs) and len(set(xs)) == 7
+    # log10: equal steps per decade, and smaller norms lower on the page (larger y).
+    dys = [b[1] - a[1] for a, b in zip(falls, falls[1:])]
+    assert all(abs(d - dys[0]) < 0.11 for d in dys) and dys[0] < 0
+    assert len({y for _, y in flat}) == 1 and flat[0][1] < falls[-1][1]
+    texts = [t.text for t in root.iter(f"{ns}text")]
+    assert "flat & <x>" in texts and "t" in texts
