@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -112,7 +113,8 @@ def test_dead_kernel(tmp_path: Path):
     with pytest.raises(notebooks.NotebookError) as err:
         notebooks.run(path)
     report = str(err.value)
-    assert "code cell 2 (execution count 2) killed the kernel" in report
+    # The kernel may die before it has announced the cell's execution count: then "-".
+    assert re.search(r"code cell 2 \(execution count (2|-)\) killed the kernel", report), report
     assert "DeadKernelError" in report
     assert "\n  kernel stderr:\n    last words" in report
 
