@@ -27,7 +27,7 @@ from pathlib import Path
 import nbformat
 
 from hw4 import questions as Q
-from hw4.notebooks import NotebookError, read, strip_ansi
+from hw4.notebooks import NotebookError, first_line, is_usage_error, read, strip_ansi
 
 ANSWER_MARK = "**Answer:**"
 PLACEHOLDERS = ("YOUR ANSWER HERE", "raise NotImplementedError")
@@ -48,8 +48,7 @@ def _norm(source: str) -> str:
 
 
 def _short(text: str, n: int = 60) -> str:
-    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    line = lines[0] if lines else ""
+    line = first_line(text)
     return line if len(line) <= n else line[: n - 3] + "..."
 
 
@@ -181,16 +180,15 @@ def _cell_problems(nb) -> list[str]:
                     f"cell {n}: stored error output: "
                     f"{out.get('ename', '?')}: {strip_ansi(str(out.get('evalue', '')))}"
                 )
-            elif otype == "stream" and out.get("name") == "stderr":
-                text = out.get("text", "")
-                if text.lstrip().startswith("UsageError:"):
-                    problems.append(f"cell {n}: stored error output: {_short(text, 100)}")
+            elif is_usage_error(out):
+                problems.append(f"cell {n}: stored error output: {_short(''.join(out['text']), 100)}")
             text = out.get("text", "") or out.get("data", {}).get("text/plain", "")
             if isinstance(text, list):
                 text = "".join(text)
-            if _ADDRESS.search(text):
+            address = _ADDRESS.search(text)
+            if address:
                 problems.append(
-                    f"cell {n}: output shows a memory address ({_ADDRESS.search(text).group()}): "
+                    f"cell {n}: output shows a memory address ({address.group()}): "
                     "it changes on every run"
                 )
     if counts and all(c is None for _, c in counts):

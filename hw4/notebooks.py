@@ -127,17 +127,36 @@ def _one_line(e: BaseException, n: int = 150) -> str:
     return line if len(line) <= n else line[: n - 3] + "..."
 
 
-def write(nb: nbformat.NotebookNode, path: str | os.PathLike) -> None:
-    """Write atomically: a crash never leaves a half-written notebook behind."""
-    path = Path(path)
+def _replace_atomically(path: Path, write_to) -> None:
+    """Call write_to(text file) on a temp file beside path, then move it over path.
+
+    A crash never leaves a half-written file behind, and concurrent writers never
+    share a temp file.
+    """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            nbformat.write(nb, f)
+            write_to(f)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write(nb: nbformat.NotebookNode, path: str | os.PathLike) -> None:
+    """Write the notebook atomically."""
+    _replace_atomically(Path(path), lambda f: nbformat.write(nb, f))
+
+
+def is_usage_error(output: dict) -> bool:
+    """A stderr stream output with an IPython UsageError (e.g. an unknown %magic).
+
+    IPython reports these as a bare stderr line, not as an error output.
+    """
+    if output.get("output_type") != "stream" or output.get("name") != "stderr":
+        return False
+    text = output.get("text", "")
+    return "".join(text).lstrip().startswith("UsageError:")
 
 
 def normalize(nb: nbformat.NotebookNode) -> None:
@@ -217,11 +236,9 @@ class _Executor(ExecutePreprocessor):
         start = time.perf_counter()
         result = super().preprocess_cell(cell, resources, index)
         seconds = time.perf_counter() - start
-        # IPython reports some failures (bad magics) as a bare stderr line.
         for out in cell.get("outputs", []):
-            text = out.get("text", "") if out.get("output_type") == "stream" else ""
-            if out.get("name") == "stderr" and text.startswith("UsageError:"):
-                ename, _, evalue = text.strip().partition(": ")
+            if is_usage_error(out):
+                ename, _, evalue = out["text"].strip().partition(": ")
                 self.failure = (index, {"ename": ename, "evalue": evalue, "traceback": []})
                 raise CellExecutionError("", ename, evalue)
         self.cell_times.append(
@@ -229,13 +246,14 @@ class _Executor(ExecutePreprocessor):
                 number=_code_number(self.nb, index),
                 execution_count=cell.get("execution_count"),
                 seconds=seconds,
-                first_line=_first_line(cell.source),
+                first_line=first_line(cell.source),
             )
         )
         return result
 
 
-def _first_line(source: str) -> str:
+def first_line(source: str) -> str:
+    """The first non-blank line of source, stripped ("" if there is none)."""
     lines = [ln for ln in source.strip().splitlines() if ln.strip()]
     return lines[0].strip() if lines else ""
 
@@ -405,7 +423,5 @@ def export_html(nb: nbformat.NotebookNode, dest: str | os.PathLike) -> Path:
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     body, _ = HTMLExporter().from_notebook_node(nb)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    tmp.write_text(body, encoding="utf-8")
-    os.replace(tmp, dest)
+    _replace_atomically(dest, lambda f: f.write(body))
     return dest
