@@ -135,6 +135,8 @@ def _replace_atomically(path: Path, write_to) -> None:
     """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600): keep the old file's mode, else 0644.
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o644)
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             write_to(f)
         os.replace(tmp, path)

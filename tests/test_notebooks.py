@@ -160,3 +160,12 @@ def test_read_malformed_json_is_one_clear_line(tmp_path: Path):
         "broken.ipynb: malformed JSON: Expecting value (line 1, column 12)"
     )
     assert "\n" not in str(err.value)
+
+
+def test_saving_keeps_the_file_mode(tmp_path: Path):
+    path = _notebook(tmp_path, "x = 1")
+    path.chmod(0o664)
+    notebooks.run(path, save=True)
+    assert path.stat().st_mode & 0o777 == 0o664
+    html = notebooks.export_html(nbformat.read(path, as_version=4), tmp_path / "out" / "nb.html")
+    assert html.stat().st_mode & 0o777 == 0o644  # a new file: readable, not private
