@@ -30,7 +30,7 @@ def default_notebooks() -> list[Path]:
 
 
 def run_notebooks(paths: list[Path], html_dir: Path | None = None) -> int:
-    from hw4 import notebooks
+    from nbtools import runner
 
     failed = 0
     for path in paths:
@@ -41,8 +41,8 @@ def run_notebooks(paths: list[Path], html_dir: Path | None = None) -> int:
         print(f"{path.name}: running ...", flush=True)
         try:
             # ROOT on the kernel's path: `import hw4` works for a notebook elsewhere too.
-            ex = notebooks.run(path, save=True, pythonpath=[ROOT])
-        except notebooks.NotebookError as e:
+            ex = runner.run(path, save=True, pythonpath=[ROOT])
+        except runner.NotebookError as e:
             print(f"{e}\n{path.name}: FAILED (the notebook file was not changed)", file=sys.stderr)
             failed += 1
             continue
@@ -50,7 +50,7 @@ def run_notebooks(paths: list[Path], html_dir: Path | None = None) -> int:
         for c in ex.slowest(3):
             print(f"  {c.seconds:7.2f} s  code cell {c.number:2d}  {c.first_line[:60]}")
         if html_dir is not None:
-            dest = notebooks.export_html(ex.nb, html_dir / f"{path.stem}.html")
+            dest = runner.export_html(ex.nb, html_dir / f"{path.stem}.html")
             print(f"  HTML: {dest.relative_to(ROOT) if dest.is_relative_to(ROOT) else dest}")
     if failed:
         print(f"{failed} of {len(paths)} notebook(s) failed", file=sys.stderr)
@@ -58,12 +58,12 @@ def run_notebooks(paths: list[Path], html_dir: Path | None = None) -> int:
 
 
 def export_html(paths: list[Path], html_dir: Path) -> int:
-    from hw4 import notebooks
+    from nbtools import runner
 
     for path in paths:
         try:
-            notebooks.export_html(notebooks.read(path), html_dir / f"{path.stem}.html")
-        except notebooks.NotebookError as e:
+            runner.export_html(runner.read(path), html_dir / f"{path.stem}.html")
+        except runner.NotebookError as e:
             print(e, file=sys.stderr)
             return 1
     return 0
@@ -78,7 +78,7 @@ def cmd_run_nb(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from hw4 import check
+    from nbtools import check
 
     results = check.check_project(ROOT)
     print(check.format_report(results))
@@ -96,7 +96,7 @@ def _zip_members(root: Path, out: Path):
 
 
 def cmd_prepare_submission(args) -> int:
-    from hw4 import check
+    from nbtools import check
 
     bad = [i for i in args.ids if not re.fullmatch(r"[A-Za-z0-9-]+", i)]
     if bad:

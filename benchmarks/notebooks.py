@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 import nbformat  # noqa: E402
 
-from hw4 import notebooks, questions  # noqa: E402
+from nbtools import questions, runner  # noqa: E402
 
 GOAL = 1.5
 PROBE = """\
@@ -44,7 +44,7 @@ def measure(nb: nbformat.NotebookNode, name: str) -> tuple[float, float]:
     nb.cells.append(nbformat.v4.new_code_cell(PROBE))
     with tempfile.TemporaryDirectory(prefix="hw4-bench-") as tmp:
         path = Path(tmp) / name
-        ex = notebooks.run(path, nb=nb, pythonpath=[ROOT])
+        ex = runner.run(path, nb=nb, pythonpath=[ROOT])
     text = "".join(o.get("text", "") for o in ex.nb.cells[-1].outputs)
     peak = float(text.split("PEAK_MB")[1].split()[0])
     return ex.seconds, peak
@@ -57,7 +57,7 @@ def compare(stem: str, repeat: int) -> tuple[float, float, float, float]:
     load affects both sides alike.
     """
     path = ROOT / f"{stem}.ipynb"
-    nb, floor = notebooks.read(path), floor_notebook(stem)
+    nb, floor = runner.read(path), floor_notebook(stem)
     runs, floor_runs = [], []
     for _ in range(repeat):
         runs.append(measure(nb, path.name))
@@ -81,7 +81,7 @@ def main() -> int:
         print(f"{stem}: running notebook and floor ...", file=sys.stderr, flush=True)
         try:
             t, ft, m, fm = compare(stem, args.repeat)
-        except notebooks.NotebookError as e:
+        except runner.NotebookError as e:
             print(e, file=sys.stderr)
             return 1
         rows.append((f"{stem}.ipynb", t, ft, t / ft, m, fm, m / fm))

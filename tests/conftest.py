@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hw4 import questions  # importable: pyproject.toml sets pytest's pythonpath
+from nbtools import questions  # importable: pyproject.toml sets pytest's pythonpath
 
 ROOT = Path(__file__).resolve().parent.parent
 

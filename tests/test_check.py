@@ -10,7 +10,7 @@ import nbformat
 import pytest
 from conftest import ROOT, XFAIL_CHECK, notebook_params
 
-from hw4 import check, notebooks, questions
+from nbtools import check, questions, runner
 
 PART3 = "Part3_SummaryQuestions"
 
@@ -66,7 +66,7 @@ def complete_notebook(stem: str = PART3) -> nbformat.NotebookNode:
                 )
         cells.append(md(_answer(item)))
     nb = nbformat.v4.new_notebook(cells=cells)
-    nb.metadata["kernelspec"] = dict(notebooks.PYTHON3_KERNELSPEC)
+    nb.metadata["kernelspec"] = dict(runner.PYTHON3_KERNELSPEC)
     for n, c in enumerate((c for c in nb.cells if c.cell_type == "code"), start=1):
         c.execution_count = n
     return nb

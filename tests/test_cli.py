@@ -69,7 +69,7 @@ def test_prepare_submission_zip_contents(tmp_path: Path):
     out = project / "hw4-123456789_987654321.zip"
     assert f"Wrote {out}" in proc.stdout
     names = set(zipfile.ZipFile(out).namelist())
-    assert {"main.py", "hw4/questions.py", "Part3_SummaryQuestions.ipynb"} <= names
+    assert {"main.py", "nbtools/questions.py", "Part3_SummaryQuestions.ipynb"} <= names
     assert {"html/Part3_SummaryQuestions.html", "html/Part4_SummaryQuestions.html"} <= names
     assert not names & set(junk)
     assert not any(n.endswith(".zip") for n in names)

@@ -17,7 +17,7 @@ import nbformat
 import pytest
 from conftest import ROOT, XFAIL_EXECUTE, notebook_params
 
-from hw4 import notebooks
+from nbtools import runner
 
 
 def _sha(path: Path) -> str:
@@ -39,8 +39,8 @@ def test_notebook_runs(notebook: Path, tmp_path: Path):
     shutil.copy(notebook, copy)
     before = _sha(notebook)
     try:
-        ex = notebooks.run(copy, pythonpath=[ROOT])
-    except notebooks.NotebookError as e:
+        ex = runner.run(copy, pythonpath=[ROOT])
+    except runner.NotebookError as e:
         pytest.fail(str(e), pytrace=False)
     assert _sha(notebook) == before, "the repository's notebook was modified"
     counts = [c.execution_count for c in ex.nb.cells if c.cell_type == "code" and c.source.strip()]
@@ -55,7 +55,7 @@ def test_kernel_runs_this_interpreter_whatever_the_notebook_names(tmp_path: Path
         kernel="hw-venv",
     )
     before = _sha(path)
-    ex = notebooks.run(path)
+    ex = runner.run(path)
     executable, prefix, cwd = ex.nb.cells[1].outputs[0]["text"].splitlines()
     assert executable == sys.executable  # the very same path, not just the same file
     assert os.path.realpath(executable) == os.path.realpath(sys.executable)
@@ -73,8 +73,8 @@ def test_failure_report(tmp_path: Path):
         "print('never runs')",
     )
     before = _sha(path)
-    with pytest.raises(notebooks.NotebookError) as err:
-        notebooks.run(path, save=True)
+    with pytest.raises(runner.NotebookError) as err:
+        runner.run(path, save=True)
     report = str(err.value)
     print(report)
     assert report.startswith("nb.ipynb: code cell 2 (execution count 2) failed\n  source:\n")
@@ -89,8 +89,8 @@ def test_failure_report(tmp_path: Path):
 def test_bad_magic_fails(tmp_path: Path):
     # IPython reports an unknown magic as a UsageError on stderr: still a failure.
     path = _notebook(tmp_path, "x = 1", "%notamagic\nprint('after')")
-    with pytest.raises(notebooks.NotebookError) as err:
-        notebooks.run(path)
+    with pytest.raises(runner.NotebookError) as err:
+        runner.run(path)
     report = str(err.value)
     assert "code cell 2 (execution count 2) failed" in report
     assert "UsageError: Line magic function `%notamagic` not found." in report
@@ -98,8 +98,8 @@ def test_bad_magic_fails(tmp_path: Path):
 
 def test_cell_timeout(tmp_path: Path):
     path = _notebook(tmp_path, "import time\ntime.sleep(30)")
-    with pytest.raises(notebooks.NotebookError) as err:
-        notebooks.run(path, timeout=1)
+    with pytest.raises(runner.NotebookError) as err:
+        runner.run(path, timeout=1)
     assert "code cell 1 (execution count 1) timed out" in str(err.value)
     assert "CellTimeoutError: the cell ran longer than 1 s" in str(err.value)
 
@@ -110,8 +110,8 @@ def test_dead_kernel(tmp_path: Path):
         "x = 1",
         "import os, sys\nprint('last words', file=sys.__stderr__, flush=True)\nos._exit(3)",
     )
-    with pytest.raises(notebooks.NotebookError) as err:
-        notebooks.run(path)
+    with pytest.raises(runner.NotebookError) as err:
+        runner.run(path)
     report = str(err.value)
     # The kernel may die before it has announced the cell's execution count: then "-".
     assert re.search(r"code cell 2 \(execution count (2|-)\) killed the kernel", report), report
@@ -127,12 +127,12 @@ def test_rerun_writes_identical_bytes(tmp_path: Path):
         "plt.plot([1, 3, 2]);",
         kernel="hw-venv",
     )
-    notebooks.run(path, save=True)
+    runner.run(path, save=True)
     first = path.read_bytes()
-    notebooks.run(path, save=True)
+    runner.run(path, save=True)
     assert path.read_bytes() == first
     nb = nbformat.reads(first.decode(), as_version=4)
-    assert nb.metadata["kernelspec"] == notebooks.PYTHON3_KERNELSPEC
+    assert nb.metadata["kernelspec"] == runner.PYTHON3_KERNELSPEC
     assert "version" not in nb.metadata["language_info"]  # not machine-specific
     assert all("execution" not in c.metadata for c in nb.cells)  # no timing metadata
     assert "image/png" in nb.cells[2].outputs[0]["data"]
@@ -146,7 +146,7 @@ def test_split_printouts_are_saved_as_one_stream(tmp_path: Path):
         tmp_path,
         "import sys\nprint('a', end='')\nsys.stdout.flush()\nprint('b')\nsys.stdout.flush()\nprint('c')",
     )
-    notebooks.run(path, save=True)
+    runner.run(path, save=True)
     outputs = nbformat.read(path, as_version=4).cells[1].outputs
     assert [(o.output_type, o.name, o.text) for o in outputs] == [("stream", "stdout", "ab\nc\n")]
 
@@ -154,8 +154,8 @@ def test_split_printouts_are_saved_as_one_stream(tmp_path: Path):
 def test_read_malformed_json_is_one_clear_line(tmp_path: Path):
     path = tmp_path / "broken.ipynb"
     path.write_text('{"cells": [', encoding="utf-8")
-    with pytest.raises(notebooks.NotebookError) as err:
-        notebooks.read(path)
+    with pytest.raises(runner.NotebookError) as err:
+        runner.read(path)
     assert str(err.value).startswith(
         "broken.ipynb: malformed JSON: Expecting value (line 1, column 12)"
     )
@@ -165,7 +165,7 @@ def test_read_malformed_json_is_one_clear_line(tmp_path: Path):
 def test_saving_keeps_the_file_mode(tmp_path: Path):
     path = _notebook(tmp_path, "x = 1")
     path.chmod(0o664)
-    notebooks.run(path, save=True)
+    runner.run(path, save=True)
     assert path.stat().st_mode & 0o777 == 0o664
-    html = notebooks.export_html(nbformat.read(path, as_version=4), tmp_path / "out" / "nb.html")
+    html = runner.export_html(nbformat.read(path, as_version=4), tmp_path / "out" / "nb.html")
     assert html.stat().st_mode & 0o777 == 0o644  # a new file: readable, not private

@@ -381,7 +381,7 @@ def run(
                     nb,
                     ep.current,
                     "CellTimeoutError",
-                    f"the cell ran longer than {timeout} s (hw4.notebooks.CELL_TIMEOUT)",
+                    f"the cell ran longer than {timeout} s (nbtools.runner.CELL_TIMEOUT)",
                     headline="timed out",
                 )
             ) from None

@@ -1,7 +1,7 @@
 """Static check of the notebooks against the question files (no kernel needed).
 
 For a notebook ``<stem>.ipynb`` and its question file ``tests/questions/<stem>.md``
-(parsed by :mod:`hw4.questions`), :func:`check_notebook` returns a list of
+(parsed by :mod:`nbtools.questions`), :func:`check_notebook` returns a list of
 problems, one readable line each (empty: all good). It checks that
 
 - the header cells, every ``### Section`` heading and every question's given
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import nbformat
 
-from hw4 import questions as Q
-from hw4.notebooks import NotebookError, first_line, is_usage_error, read, strip_ansi
+from nbtools import questions as Q
+from nbtools.runner import NotebookError, first_line, is_usage_error, read, strip_ansi
 
 ANSWER_MARK = "**Answer:**"
 PLACEHOLDERS = ("YOUR ANSWER HERE", "raise NotImplementedError")
