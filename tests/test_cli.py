@@ -52,7 +52,8 @@ def test_run_nb_saves_outputs_and_prints_slowest_cells(tmp_path: Path):
 
 def test_prepare_submission_zip_contents(tmp_path: Path):
     project = tmp_path / "project"
-    shutil.copytree(ROOT / "hw4", project / "hw4", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("hw4", "nbtools"):
+        shutil.copytree(ROOT / package, project / package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "tests" / "questions", project / "tests" / "questions")
     shutil.copy(ROOT / "main.py", project)
     for nb in ROOT.glob("Part*_*.ipynb"):
