@@ -22,6 +22,7 @@ the wall time, per-cell times). What it guarantees:
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -46,6 +47,7 @@ from nbconvert.preprocessors import CoalesceStreamsPreprocessor, ExecutePreproce
 CELL_TIMEOUT = 300  # seconds per cell (nbclient's default is no limit at all)
 STARTUP_TIMEOUT = 60  # seconds for the kernel to start and answer
 SOURCE_LINES = 6  # lines of a failing cell's source shown in the report
+RERUN_KEY = "nbtools_rerun_of"  # metadata of a cell copy run by run(rerun_reversed=True)
 
 PYTHON3_KERNELSPEC = {
     "display_name": "Python 3 (ipykernel)",
@@ -245,7 +247,7 @@ class _Executor(ExecutePreprocessor):
                 raise CellExecutionError("", ename, evalue)
         self.cell_times.append(
             CellTime(
-                number=_code_number(self.nb, index),
+                number=_code_number(self.nb, cell.metadata.get(RERUN_KEY, index)),
                 execution_count=cell.get("execution_count"),
                 seconds=seconds,
                 first_line=first_line(cell.source),
@@ -301,8 +303,13 @@ def failure_report(
     else:
         cell = nb.cells[index]
         count = cell.get("execution_count")
+        number = _code_number(nb, index)
+        rerun_of = cell.get("metadata", {}).get(RERUN_KEY)
+        if rerun_of is not None:  # a copy appended by run(rerun_reversed=True)
+            number = _code_number(nb, rerun_of)
+            headline = f"{headline} when re-run in reverse order after a full run"
         parts = [
-            f"{name}: code cell {_code_number(nb, index)} "
+            f"{name}: code cell {number} "
             f"(execution count {count if count is not None else '-'}) {headline}",
             "  source:",
             _source_excerpt(cell.source),
@@ -323,6 +330,7 @@ def run(
     timeout: int = CELL_TIMEOUT,
     startup_timeout: int = STARTUP_TIMEOUT,
     nb: nbformat.NotebookNode | None = None,
+    rerun_reversed: bool = False,
 ) -> Execution:
     """Execute the notebook at ``path`` on a fresh kernel of this interpreter.
 
@@ -330,11 +338,24 @@ def run(
     save: write the executed notebook back to ``path`` (only on success).
     cwd: the kernel's working directory, by default the notebook's folder.
     pythonpath: folders put first on the kernel's PYTHONPATH.
+    rerun_reversed: after the full run, execute every code cell once more, last to
+        first, in the same kernel (a student re-running cells out of order); the extra
+        executions are not kept in the returned notebook, and cannot be saved.
     Returns an Execution; raises NotebookError with the failure report.
     """
     path = Path(path).resolve()
     if nb is None:
         nb = read(path)
+    if rerun_reversed:
+        if save:
+            raise ValueError("rerun_reversed=True cannot be saved: it is a test of the notebook")
+        n_cells = len(nb.cells)
+        nb = copy.deepcopy(nb)
+        code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+        for i in reversed(code):
+            again = copy.deepcopy(nb.cells[i])
+            again.metadata[RERUN_KEY] = i
+            nb.cells.append(again)
     cwd = Path(cwd) if cwd is not None else path.parent
     env = dict(KERNEL_ENV)
     paths = [str(Path(p).resolve()) for p in pythonpath]
@@ -407,6 +428,8 @@ def run(
             ) from None
         seconds = time.perf_counter() - start
 
+    if rerun_reversed:
+        del nb.cells[n_cells:]
     normalize(nb)
     if save:
         write(nb, path)

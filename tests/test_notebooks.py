@@ -169,3 +169,16 @@ def test_saving_keeps_the_file_mode(tmp_path: Path):
     assert path.stat().st_mode & 0o777 == 0o664
     html = runner.export_html(nbformat.read(path, as_version=4), tmp_path / "out" / "nb.html")
     assert html.stat().st_mode & 0o777 == 0o644  # a new file: readable, not private
+
+
+def test_reverse_rerun_reports_the_original_cell(tmp_path: Path):
+    # Cell 2 rebinds x, which cell 1 reads: fine top to bottom, fails when re-run backwards.
+    path = _notebook(tmp_path, "x = 1.5\nprint(x)", "y = x.real\nx = 'text'")
+    runner.run(path)  # top to bottom is fine
+    with pytest.raises(runner.NotebookError) as err:
+        runner.run(path, rerun_reversed=True)
+    report = str(err.value)
+    assert "code cell 2 (execution count 3) failed when re-run in reverse order" in report, report
+    assert "AttributeError" in report and "y = x.real" in report, report
+    with pytest.raises(ValueError, match="cannot be saved"):
+        runner.run(path, save=True, rerun_reversed=True)
