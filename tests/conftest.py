@@ -15,8 +15,13 @@ from nbtools import questions  # importable: pyproject.toml sets pytest's python
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# tests/test_notebooks.py: executing the notebook top to bottom fails.
-XFAIL_EXECUTE: dict[str, str] = {}
+# tests/test_notebooks.py: executing the notebook top to bottom, then every code cell again in
+# reverse order, fails.
+_REVERSE = "issue 8: evidence cells read globals that later given cells rebind (X)"
+XFAIL_EXECUTE: dict[str, str] = {
+    "Part3_SummaryQuestions": _REVERSE,
+    "Part4_SummaryQuestions": _REVERSE,
+}
 
 # tests/test_check.py: `python main.py check` finds problems in the notebook.
 XFAIL_CHECK: dict[str, str] = {}

@@ -39,7 +39,9 @@ def test_notebook_runs(notebook: Path, tmp_path: Path):
     shutil.copy(notebook, copy)
     before = _sha(notebook)
     try:
-        ex = runner.run(copy, pythonpath=[ROOT])
+        # Top to bottom, then every code cell once more in reverse order (a student re-running
+        # cells out of order after a full run); the report says which of the two failed.
+        ex = runner.run(copy, pythonpath=[ROOT], rerun_reversed=True)
     except runner.NotebookError as e:
         pytest.fail(str(e), pytrace=False)
     assert _sha(notebook) == before, "the repository's notebook was modified"
