@@ -19,7 +19,10 @@ sits between the course's ``# ====== YOUR CODE: ======`` markers.
 from __future__ import annotations
 
 import copy
+import math
+import operator
 import warnings
+from contextlib import contextmanager
 from typing import Callable, NamedTuple
 
 import torch
@@ -63,43 +66,49 @@ def rel_error(a: Tensor, b: Tensor) -> float:
     # ========================
 
 
+# Why eps = 6e-6: the truncation error of central differences is eps^2/6 * |f'''|, the
+# round-off error ~ u * |f| / eps (u ~ 1.1e-16 in float64). Their sum is smallest at
+# eps = (3 u |f| / |f'''|)^(1/3) ~ (3u)^(1/3) ~ 7e-6 when f and f''' have similar scales
+# (rounded down to 6e-6). Losses that are means of many terms have |f'| << |f|, where
+# gradcheck's 1e-6 loses more to round-off (tanh(X @ W + b).pow(3).mean(), 10^4
+# parameters: relative error 2e-9 at eps = 1e-6, 7e-10 at 6e-6).
+# Precision: f runs in the inputs' dtype (no silent upcast); anything but float64 warns,
+# because round-off then dominates (float32: ~1e-4 at best, at eps ~ 1e-2..1e-3).
+
+
 def numerical_gradient(
     f: Callable[..., Tensor], *tensors: Tensor, eps: float = 6e-6
 ) -> tuple[Tensor, ...]:
-    """Gradient of a scalar function by central differences.
+    """Gradient of a scalar function f(*tensors) by central differences.
 
-    f: called as f(*tensors); must return a scalar tensor (one element, as for
-    .backward()).
-    tensors: floating-point tensors of any shapes; tensors[k]: (*S_k).
-    eps: the step; each entry x is perturbed to x + eps and x - eps.
-    Returns (dT_0, ..., dT_{K-1}), dT_k: (*S_k), same dtype and device as tensors[k].
-
-    df/dx ~ (f(x + eps) - f(x - eps)) / (2 eps), one entry at a time: exactly 2P
-    evaluations of f for P entries in total, the floor for a black box (f's output
-    is only inspected, for a clear error message, if it turns out not to be a scalar).
-
-    Why eps = 6e-6: the truncation error of central differences is eps^2/6 * |f'''|
-    and the round-off error is ~ u * |f| / eps (u ~ 1.1e-16 in float64). Their sum
-    is smallest at eps = (3 u |f| / |f'''|)^(1/3), i.e. eps ~ (3u)^(1/3) ~ 7e-6 when f
-    and f''' have similar scales (we round down to 6e-6), with an error ~ 5e-11. Losses that are
-    means over many terms have |f'| << |f|, where gradcheck's smaller 1e-6 loses
-    more to round-off (measured on tanh(X @ W + b).pow(3).mean() with 10^4
-    parameters: relative error 2e-9 at eps = 1e-6, 7e-10 at 6e-6).
-
-    Precision policy: f is evaluated in the dtype of the inputs (no silent upcast, so
-    f may close over tensors of that dtype). Anything but float64 triggers a
-    RuntimeWarning, because round-off then dominates: in float32 (u ~ 6e-8) the best
-    eps is ~1e-2..1e-3 and even then the relative error is only ~1e-4..1e-5 (see
-    eps_sweep). Pass float64 tensors for gradient checking. Differences are taken in
-    Python floats (float64) and the gradients returned in each input's dtype.
-
-    The caller's tensors are never touched: f sees detached copies (as gradcheck
-    does) and runs under torch.no_grad(), so the inputs' values, .grad, requires_grad
-    and version counters are unchanged. The copies are returned as the gradients.
+    tensors[k]: floating point, (*S_k). Returns (dT_0, ...), dT_k: (*S_k), in the dtype and
+    on the device of tensors[k]. Exactly 2P evaluations of f for P entries. f sees detached
+    copies under no_grad: the caller's tensors (values, .grad, versions) are never touched.
     """
     # ====== YOUR CODE: ======
-    if not eps > 0:
-        raise ValueError(f"eps must be positive, got {eps!r}")
+    xs = _copies(tensors, eps)  # checked: floating point, and x +- eps != x for every entry
+    grads = []
+    with torch.no_grad(), _explain_non_scalar(f, xs):
+        for x in xs:
+            flat, g = _flat_scalars(x), []  # flat: a view of x; entries read as Python floats
+            for j, old in enumerate(flat.tolist()):
+                flat[j] = old + eps
+                f_plus = f(*xs).item()
+                flat[j] = old - eps
+                f_minus = f(*xs).item()
+                flat[j] = old  # restore before the next entry
+                g.append((f_plus - f_minus) / (2 * eps))
+            grads.append(g)
+    for x, g in zip(xs, grads):  # done with the copies: each one becomes its gradient
+        _store(x, g)
+    return tuple(xs)
+    # ========================
+
+
+def _copies(tensors: tuple, eps: float) -> list[Tensor]:
+    """Detached contiguous copies of tensors, after checking them and the step eps."""
+    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps must be positive and finite, got {eps!r}")
     for k, t in enumerate(tensors):
         if not isinstance(t, Tensor):
             raise TypeError(f"argument {k} must be a torch.Tensor, got {type(t).__name__}")
@@ -107,46 +116,57 @@ def numerical_gradient(
             raise TypeError(
                 f"argument {k} has dtype {t.dtype}; numerical_gradient needs floating-point tensors"
             )
+        if _step_vanishes(t, eps):
+            raise ValueError(
+                f"eps={eps:g} vanishes in argument {k} ({t.dtype}): x + eps or x - eps rounds "
+                "back to x for some entry, so its difference would be 0; use a larger eps "
+                "or float64"
+            )
     low = {k: t.dtype for k, t in enumerate(tensors) if t.dtype != torch.float64}
     if low:
         warnings.warn(
             f"arguments {low} are not float64: central differences are dominated by "
             "round-off below float64; use float64 tensors for gradient checks",
             RuntimeWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    xs = [t.detach().clone(memory_format=torch.contiguous_format) for t in tensors]
-    flats = [_flat_scalars(x) for x in xs]
-    grads = []
-    with torch.no_grad():
-        try:
-            for flat in flats:
-                g = []
-                for i, old in enumerate(flat.tolist()):
-                    flat[i] = old + eps
-                    f_plus = f(*xs).item()
-                    flat[i] = old - eps
-                    f_minus = f(*xs).item()
-                    flat[i] = old
-                    g.append((f_plus - f_minus) / (2 * eps))
-                grads.append(g)
-        except (AttributeError, RuntimeError):  # f's output has no .item()? ...
-            _check_scalar(f(*xs))  # ... then say what f returned; else it was f's own error
-            raise
-        for flat, g in zip(flats, grads):  # done with the copies: they become the gradients
-            flat[:] = torch.tensor(g, dtype=torch.float64) if isinstance(flat, Tensor) else g
-    return tuple(xs)
-    # ========================
+    return [t.detach().clone(memory_format=torch.contiguous_format) for t in tensors]
 
 
-def _check_scalar(out: object) -> None:
-    if not isinstance(out, Tensor):
-        raise TypeError(f"f must return a scalar tensor, got {type(out).__name__}")
-    if out.numel() != 1:
-        raise ValueError(
-            f"f must return a scalar tensor, got shape {tuple(out.shape)}; "
-            "reduce it, e.g. with .sum()"
-        )
+def _step_vanishes(t: Tensor, eps: float) -> bool:
+    """True if x + eps or x - eps, rounded to t's dtype, equals x for some entry x of t
+    (the perturbation is computed in float64, as numerical_gradient does, then stored)."""
+    x = t.detach()
+    if x.dtype == torch.float64 and x.numel() and eps >= math.ulp(x.abs().max().item()):
+        return False  # a step of at least one ulp of the largest entry moves every entry
+    x64 = x.double()
+    return bool(((x64 + eps).to(x.dtype) == x).any() or ((x64 - eps).to(x.dtype) == x).any())
+
+
+@contextmanager
+def _explain_non_scalar(f: Callable[..., Tensor], xs: list[Tensor]):
+    """If f's output has no .item() (not a one-element tensor), say what f returned."""
+    try:
+        yield
+    except (AttributeError, RuntimeError):
+        out = f(*xs)  # f's own errors are re-raised unchanged below
+        if not isinstance(out, Tensor):
+            raise TypeError(f"f must return a scalar tensor, got {type(out).__name__}") from None
+        if out.numel() != 1:
+            raise ValueError(
+                f"f must return a scalar tensor, got shape {tuple(out.shape)}; "
+                "reduce it, e.g. with .sum()"
+            ) from None
+        raise
+
+
+def _store(x: Tensor, values: list[float]) -> None:
+    """Write values (x.numel() Python floats, in flat order) into contiguous x, in place."""
+    flat = _flat_scalars(x)
+    if isinstance(flat, Tensor):
+        flat.copy_(torch.tensor(values, dtype=torch.float64))
+    else:
+        flat[:] = values
 
 
 def _flat_scalars(x: Tensor):
@@ -180,7 +200,8 @@ def eps_sweep(
     tensors: floating-point tensors (*S_k); cast (as copies) to each dtype.
     eps_values: (E,) steps, by default 1e-1, 1e-2, ..., 1e-12.
     Returns EpsSweep(eps, errors) where errors[dtype][e] is the max over all inputs of
-    rel_error(numerical gradient in dtype with eps_values[e], float64 autograd).
+    rel_error(numerical gradient in dtype with eps_values[e], float64 autograd), or nan
+    where that step vanishes in dtype (x +- eps rounds to x for some entry).
 
     On a log-log plot, e.g. plt.loglog(s.eps, s.errors[torch.float32]), the error first
     falls as eps^2 (truncation), then rises as 1/eps (round-off): for unit-scale f the
@@ -194,6 +215,9 @@ def eps_sweep(
         inputs = [t.detach().to(dtype) for t in tensors]
         row = []
         for eps in eps_values:
+            if any(_step_vanishes(t, eps) for t in inputs):
+                row.append(math.nan)  # numerical_gradient would refuse this step
+                continue
             with warnings.catch_warnings():  # low precision is the point here
                 warnings.simplefilter("ignore", RuntimeWarning)
                 approx = numerical_gradient(f, *inputs, eps=eps)
@@ -403,13 +427,103 @@ def _probe(model: nn.Sequential) -> nn.Sequential:
     return model
 
 
+def _check_input_shape(layers: list, input_shape) -> tuple[int, int, int]:
+    """input_shape as (C, H, W): accepts (H, W), (C, H, W) or (N, C, H, W) (N is ignored).
+
+    layers: the list(_layers(model)). Raises ValueError, naming what is wrong, for
+    anything else, for sizes < 1, and for a C that the first Conv2d does not take.
+    """
+    try:
+        shape = tuple(operator.index(v) for v in input_shape)
+    except TypeError:
+        shape = ()
+    if len(shape) not in (2, 3, 4) or min(shape) < 1:
+        raise ValueError(
+            "input_shape must be (H, W), (C, H, W) or (N, C, H, W) with positive integer "
+            f"sizes, got {input_shape!r}"
+        )
+    convs = [(name, layer) for name, layer, *_ in layers if isinstance(layer, nn.Conv2d)]
+    c_in = convs[0][1].in_channels if convs else None
+    chw = shape[-3:] if len(shape) > 2 else (c_in or 1, *shape)
+    if c_in is not None and chw[0] != c_in:
+        raise ValueError(
+            f"input_shape {shape} has {chw[0]} channels, but layer {convs[0][0]} "
+            f"({type(convs[0][1]).__name__}) takes {c_in}"
+        )
+    return chw
+
+
+def _output_size(layer: nn.Module, kernel, stride, dilation, padding, hw) -> tuple[int, int]:
+    """Spatial output size of one layer of _layers for an input of spatial size hw (h, w).
+
+    The formula of the Conv2d / MaxPool2d / AvgPool2d docs (ceil_mode included);
+    0 where the padded input is smaller than the (dilated) window.
+    """
+    if padding == "same":
+        return tuple(hw)
+    padding = (0, 0) if padding == "valid" else padding
+    ceil = getattr(layer, "ceil_mode", False)
+    out = []
+    for n, k, s, d, p in zip(hw, kernel, stride, dilation, padding):
+        span = n + 2 * p - d * (k - 1) - 1
+        if span < 0:
+            out.append(0)
+            continue
+        o = (-(-span // s) if ceil else span // s) + 1
+        if ceil and (o - 1) * s >= n + p:  # the last window must start inside the input
+            o -= 1
+        out.append(o)
+    return tuple(out)
+
+
+def _too_small(model: nn.Sequential, chw: tuple, why: str) -> ValueError:
+    """The ValueError for an input that is too small, with a size that is large enough."""
+    size, jump = receptive_field(model)
+    need = tuple(r + 4 * j + 4 for r, j in zip(size, jump))
+    return ValueError(
+        f"input_shape {tuple(chw)} is too small: {why}. The measurement needs the "
+        f"{size[0]}x{size[1]} receptive fields of two neighbouring output pixels inside the "
+        f"input, off its border; use e.g. {(chw[0], *need)}"
+    )
+
+
+def _probe_gradients(model: nn.Sequential, input_shape) -> tuple[Tensor, tuple[int, int, int]]:
+    """Input gradients of two neighbouring output pixels of the probe copy of model.
+
+    model, input_shape: as in empirical_receptive_field.
+    Returns (g, (C, H, W)): g (2, H, W) float64, g[0] = d out[:, i, j].sum() / dx and g[1] =
+    d out[:, i + 1, j + 1].sum() / dx, each summed over the input channels, for the
+    central output pixel (i, j) = ((H_out - 1) // 2, (W_out - 1) // 2). All terms are
+    positive: g[0] counts the paths from each input pixel to (i, j) (a path through
+    an average pool weighted by 1 / window size).
+    """
+    layers = list(_layers(model))  # validates the layer types
+    chw = _check_input_shape(layers, input_shape)
+    hw = chw[1:]
+    for name, layer, kernel, stride, dilation, padding in layers:
+        hw = _output_size(layer, kernel, stride, dilation, padding, hw)
+        if min(hw) < 1:
+            raise _too_small(model, chw, f"layer {name} ({type(layer).__name__}) has no output")
+    if min(hw) < 2:
+        raise _too_small(model, chw, f"the output is only {hw[0]}x{hw[1]}")
+    probe = _probe(copy.deepcopy(model)).double()
+    x = torch.zeros(2, *chw, dtype=torch.float64, requires_grad=True)
+    with single_thread():  # small convolutions: threads cost more than they save
+        out = probe(x)
+        i, j = (out.shape[-2] - 1) // 2, (out.shape[-1] - 1) // 2
+        (g,) = torch.autograd.grad(out[0, :, i, j].sum() + out[1, :, i + 1, j + 1].sum(), x)
+    return g.sum(1), chw
+
+
 def empirical_receptive_field(model: nn.Sequential, input_shape: tuple) -> ReceptiveField:
     """Receptive field measured with autograd on a probe copy of the model's own layers.
 
     model: as in receptive_field; it is not modified (the probe is a deep copy).
-    input_shape: (C, H, W), or (H, W) with C = in_channels of the first Conv2d (1 if
-    there is none); large enough that the field of the central output pixel stays off
-    the border (else ValueError), e.g. (3, 256, 256) for the notebook's CNN.
+    input_shape: (N, C, H, W) (e.g. x.shape; N is ignored), (C, H, W), or (H, W) with
+    C = in_channels of the first Conv2d (1 if there is none). It must be large enough
+    that the fields of the central output pixel and its diagonal neighbour lie inside
+    the input, off its border: else ValueError, which names a size that is, e.g.
+    (3, 256, 256) for the notebook's CNN.
     Returns ReceptiveField(size=(h, w), jump=(h, w)).
 
     The probe is a float64 deep copy of model (all its terms are positive sums, so
@@ -432,34 +546,17 @@ def empirical_receptive_field(model: nn.Sequential, input_shape: tuple) -> Recep
     weights and inputs, which is what receptive_field computes from the geometry.
     """
     # ====== YOUR CODE: ======
-    layers = list(_layers(model))  # validates the layer types
-    if len(input_shape) == 2:
-        convs = [layer for _, layer, *_ in layers if isinstance(layer, nn.Conv2d)]
-        input_shape = (convs[0].in_channels if convs else 1, *input_shape)
-    probe = _probe(copy.deepcopy(model)).double()
-    x = torch.zeros(2, *input_shape, dtype=torch.float64, requires_grad=True)
-    with single_thread():  # small convolutions: threads cost more than they save
-        out = probe(x)
-        H, W = out.shape[-2:]
-        if H < 2 or W < 2:
-            raise ValueError(
-                f"input_shape {tuple(input_shape)} is too small: the output is only {H}x{W}"
-            )
-        i, j = (H - 1) // 2, (W - 1) // 2
-        (g,) = torch.autograd.grad(out[0, :, i, j].sum() + out[1, :, i + 1, j + 1].sum(), x)
+    g, chw = _probe_gradients(model, input_shape)
 
     def box(seen: Tensor) -> tuple[int, int, int, int]:
         """(top, bottom, left, right) of the True pixels of seen: (H_in, W_in)."""
         rows, cols = seen.any(1).nonzero()[:, 0].tolist(), seen.any(0).nonzero()[:, 0].tolist()
         H_in, W_in = seen.shape
         if not rows or 0 in (rows[0], cols[0]) or rows[-1] == H_in - 1 or cols[-1] == W_in - 1:
-            raise ValueError(
-                f"input_shape {tuple(input_shape)} is too small: the receptive field of "
-                "the central output pixel reaches the border; use a larger input"
-            )
+            raise _too_small(model, chw, "a receptive field reaches the border")
         return rows[0], rows[-1], cols[0], cols[-1]
 
-    top, bottom, left, right = box((g[0] != 0).any(0))  # any input channel
-    top1, _, left1, _ = box((g[1] != 0).any(0))
+    top, bottom, left, right = box(g[0] != 0)
+    top1, _, left1, _ = box(g[1] != 0)
     return ReceptiveField((bottom - top + 1, right - left + 1), (top1 - top, left1 - left))
     # ========================

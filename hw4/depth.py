@@ -1,29 +1,41 @@
-"""Gradient flow through deep MLPs (Summary questions: Losses and Activation functions).
+"""Gradient flow through deep MLPs (Summary questions: Losses and Activation functions 2-4).
 
-Used by both notebooks to measure how the loss gradient shrinks on its way back
-through the "pirate" network and its variants. Shapes: B = batch size,
-D_in / D_out = input / output features, A = number of activation applications.
+Used by both notebooks to measure the "pirate" network and its variants: how the
+loss gradient shrinks on its way back, how the hidden state forgets the input, and
+what a short training run does. Every helper works on copies: the model passed in
+is never modified, and random numbers come from the helper's own seed (the global
+RNG is left as it was). Shapes: B = batch size, D_in / D_out = input / output
+features, A = number of activation applications.
 """
 
 from __future__ import annotations
 
 import copy
-import math
+from dataclasses import dataclass
 from functools import partial
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.optim.sgd import sgd
 
+from hw4 import plots
 from hw4.threads import single_thread
 
 __all__ = [
     "ACTIVATIONS",
     "hidden_grad_norms",
+    "hidden_spread",
+    "per_layer_factor",
     "with_activation",
+    "reinitialised",
     "relu_mlp",
-    "grad_norms_svg",
+    "regression_data",
+    "activation_curves",
+    "Vanishing",
+    "vanishing",
+    "train_losses",
     "plot_grad_norms",
 ]
 
@@ -53,6 +65,17 @@ def _float64(module: nn.Module, cache: dict) -> Callable[[Tensor], Tensor]:
     return cache[id(module)]
 
 
+def _hidden_states(model: nn.Sequential, x: Tensor) -> tuple[list[Tensor], Tensor]:
+    """Float64 forward pass: (outputs h_a of every ACTIVATIONS application, final output)."""
+    cache: dict = {}
+    h, outs = x, []
+    for module in model:
+        h = _float64(module, cache)(h)
+        if isinstance(module, ACTIVATIONS):
+            outs.append(h)
+    return outs, h
+
+
 def hidden_grad_norms(model: nn.Sequential, x: Tensor, y: Tensor) -> Tensor:
     """Norm of dL/dh at every application of an activation layer, L = MSE(model(x), y).
 
@@ -69,16 +92,35 @@ def hidden_grad_norms(model: nn.Sequential, x: Tensor, y: Tensor) -> Tensor:
     ~ 1.4e-45). Since no parameter requires grad, backward computes only the
     gradients with respect to the activations (half the work).
     """
-    cache: dict = {}
-    with single_thread():
-        h, outs = x.double().requires_grad_(True), []
-        for module in model:
-            h = _float64(module, cache)(h)
-            if isinstance(module, ACTIVATIONS):
-                h.retain_grad()
-                outs.append(h)
-        nn.functional.mse_loss(h, y.double()).backward()
-    return torch.stack([a.grad.norm() for a in outs])
+    return _grads_and_states(model, x, y)[0]
+
+
+@single_thread()
+def _grads_and_states(model: nn.Sequential, x: Tensor, y: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """(hidden_grad_norms (A,), the hidden states h_a (B, H_a), detached) from one pass."""
+    outs, out = _hidden_states(model, x.double().requires_grad_(True))
+    for h in outs:
+        h.retain_grad()
+    F.mse_loss(out, y.double()).backward()
+    return torch.stack([h.grad.norm() for h in outs]), [h.detach() for h in outs]
+
+
+@single_thread()
+def hidden_spread(model: nn.Sequential, x: Tensor) -> Tensor:
+    """How much the hidden state still depends on the input, per activation application.
+
+    x: (B, D_in). Returns (A,) float64: the standard deviation over the B inputs of
+    each unit of h_a, averaged over the units (float64 forward, no grad).
+    """
+    with torch.no_grad():
+        outs, _ = _hidden_states(model, x.double())
+    return torch.stack([h.std(0).mean() for h in outs])
+
+
+def per_layer_factor(norms: Tensor) -> float:
+    """Geometric mean factor between consecutive entries of norms (A,), last to first:
+    (norms[0] / norms[-1]) ** (1 / (A - 1))."""
+    return (norms[0] / norms[-1]).item() ** (1 / (len(norms) - 1))
 
 
 def with_activation(model: nn.Sequential, activation: type[nn.Module]) -> nn.Sequential:
@@ -94,84 +136,162 @@ def with_activation(model: nn.Sequential, activation: type[nn.Module]) -> nn.Seq
     return net
 
 
-def relu_mlp(d_in: int, hidden: int, n_hidden: int, d_out: int) -> nn.Sequential:
+def _reset(modules, seed: int) -> None:
+    """reset_parameters() of each distinct module, in order, drawing from seed only."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        seen = set()
+        for m in modules:
+            if id(m) not in seen and hasattr(m, "reset_parameters"):
+                m.reset_parameters()
+            seen.add(id(m))
+
+
+def reinitialised(model: nn.Sequential, seed: int) -> nn.Sequential:
+    """A deep copy of model, every distinct module re-initialised (its default init) from seed.
+
+    A module object that the model applies several times stays one shared object,
+    so the result does not depend on how often the model's own cell was run.
+    """
+    net = copy.deepcopy(model)
+    _reset(net, seed)
+    return net
+
+
+@single_thread()
+def relu_mlp(d_in: int, hidden: int, n_hidden: int, d_out: int, seed: int = 0) -> nn.Sequential:
     """The pirate architecture done right: distinct layers, ReLU, He (Kaiming) init.
 
     Linear(d_in, hidden), ReLU, then n_hidden x [Linear(hidden, hidden), ReLU], each a
-    new module, then Linear(hidden, d_out). Weights ~ N(0, 2 / fan_in), biases 0,
-    so that E||h||^2 (and the gradient norm) is preserved from layer to layer.
+    new module, then Linear(hidden, d_out). Weights ~ N(0, 2 / fan_in) drawn from seed,
+    biases 0, so that E||h||^2 (and the gradient norm) is preserved from layer to layer.
     Maps x: (B, d_in) -> (B, d_out).
     """
-    layers = [nn.Linear(d_in, hidden), nn.ReLU()]
-    for _ in range(n_hidden):
-        layers += [nn.Linear(hidden, hidden), nn.ReLU()]
-    layers.append(nn.Linear(hidden, d_out))
-    for layer in layers:
-        if isinstance(layer, nn.Linear):
-            nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
-            nn.init.zeros_(layer.bias)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        layers = [nn.Linear(d_in, hidden), nn.ReLU()]
+        for _ in range(n_hidden):
+            layers += [nn.Linear(hidden, hidden), nn.ReLU()]
+        layers.append(nn.Linear(hidden, d_out))
+        for layer in layers:
+            if isinstance(layer, nn.Linear):
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+                nn.init.zeros_(layer.bias)
     return nn.Sequential(*layers)
 
 
-_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
+def regression_data(model: nn.Sequential, n: int, seed: int) -> tuple[Tensor, Tensor]:
+    """A regression task for model that depends on the input, drawn from seed.
 
-
-def grad_norms_svg(curves: dict[str, Tensor], title: str = "") -> str:
-    """A small SVG line chart of log10 per-layer gradient norms; curves: name -> (A,).
-
-    Drawn by hand rather than with matplotlib, whose import alone (~0.5 s) would
-    break the notebooks' time budget; the text output is also byte-stable.
+    x (n, D_in) ~ N(0, 1), D_in = model[0].in_features, and y (n, 1) = x @ a / ||a||
+    + 0.1 noise for a random direction a (float32).
     """
-    from xml.sax.saxutils import escape
-
-    ys = {name: norms.detach().double().log10().cpu().tolist() for name, norms in curves.items()}
-    n = max(len(v) for v in ys.values())
-    lo = math.floor(min(min(v) for v in ys.values()) - 0.3)  # keep curves off the frame
-    hi = math.ceil(max(max(v) for v in ys.values()) + 0.3)
-    step = max(1, math.ceil((hi - lo) / 8))  # at most ~8 y ticks, on whole decades
-    lo, hi = lo - (lo % step), hi + (-hi % step)
-    hi = max(hi, lo + step)
-    W, H, left, right, top, bottom = 460, 260, 48, 10, 24 if title else 10, 38
-
-    def px(i: float) -> float:  # layer number (1..n) -> x pixel
-        return left + (i - 1) / max(n - 1, 1) * (W - left - right)
-
-    def py(v: float) -> float:  # log10 norm -> y pixel
-        return H - bottom - (v - lo) / (hi - lo) * (H - top - bottom)
-
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
-           f'font-family="sans-serif" font-size="10">',
-           f'<rect x="{left}" y="{top}" width="{W - left - right}" height="{H - top - bottom}" '
-           'fill="none" stroke="#444"/>']
-    for v in range(lo, hi + 1, step):
-        out.append(f'<line x1="{left}" x2="{W - right}" y1="{py(v):.1f}" y2="{py(v):.1f}" stroke="#ddd"/>'
-                   f'<text x="{left - 4}" y="{py(v) + 3:.1f}" text-anchor="end">{v}</text>')
-    for i in sorted({1, n, *range(5, n, 5)}):
-        out.append(f'<text x="{px(i):.1f}" y="{H - bottom + 13}" text-anchor="middle">{i}</text>')
-    out.append(f'<text x="{(left + W - right) / 2:.1f}" y="{H - 6}" text-anchor="middle">'
-               "hidden layer (1 = closest to the input)</text>")
-    out.append(f'<text transform="translate(12 {(top + H - bottom) / 2:.1f}) rotate(-90)" '
-               'text-anchor="middle">log10 ||dL/dh_l||</text>')
-    if title:
-        out.append(f'<text x="{W / 2:.1f}" y="15" text-anchor="middle">{escape(title)}</text>')
-    # Legend bottom right: vanishing curves rise towards the output side, leaving it free.
-    legend_top = H - bottom - 8 - 13 * len(ys)
-    out.append(f'<rect x="{W - right - 196}" y="{legend_top}" width="192" height="{13 * len(ys) + 4}" '
-               'fill="white" fill-opacity="0.85"/>')
-    for k, (name, v) in enumerate(ys.items()):
-        colour = _COLOURS[k % len(_COLOURS)]
-        points = " ".join(f"{px(i + 1):.1f},{py(y):.1f}" for i, y in enumerate(v))
-        out.insert(2, f'<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{points}"/>')
-        y0 = legend_top + 13 + 13 * k
-        out.append(f'<line x1="{W - right - 190}" x2="{W - right - 172}" y1="{y0 - 3}" y2="{y0 - 3}" '
-                   f'stroke="{colour}" stroke-width="2"/>'
-                   f'<text x="{W - right - 166}" y="{y0}">{escape(name)}</text>')
-    out.append("</svg>")
-    return "\n".join(out)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, model[0].in_features, generator=gen)
+    a = torch.randn(model[0].in_features, 1, generator=gen)
+    return x, x @ a / a.norm() + 0.1 * torch.randn(n, 1, generator=gen)
 
 
-def plot_grad_norms(curves: dict[str, Tensor], title: str = "") -> None:
-    """Display grad_norms_svg(curves, title) in the notebook."""
-    from IPython.display import SVG, display
+@single_thread()
+def activation_curves(model: nn.Sequential, x: Tensor, y: Tensor, seed: int) -> dict[str, Tensor]:
+    """hidden_grad_norms of model and its variants: name -> (A,) norms.
 
-    display(SVG(grad_norms_svg(curves, title)))
+    model: an MLP Linear, act, [Linear, act] * n, Linear (shared modules allowed), as
+    it is (use reinitialised(...) first for seed-independent weights), the same
+    weights with Tanh and with ReLU, and relu_mlp of the same sizes (He init, distinct
+    layers, drawn from seed).
+    """
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    he = relu_mlp(linears[0].in_features, linears[0].out_features, len(linears) - 2,
+                  linears[-1].out_features, seed=seed)  # fmt: skip
+    return {
+        "sigmoid (as given)": hidden_grad_norms(model, x, y),
+        "tanh, same weights": hidden_grad_norms(with_activation(model, nn.Tanh), x, y),
+        "ReLU, same weights": hidden_grad_norms(with_activation(model, nn.ReLU), x, y),
+        "ReLU + He init, distinct layers": hidden_grad_norms(he, x, y),
+    }
+
+
+@dataclass(frozen=True)
+class Vanishing:
+    """What vanishing(...) measures on one network."""
+
+    per_layer: float  # per_layer_factor of hidden_grad_norms
+    ratio: float  # ||dL/dh_1|| / ||dL/dh_A||: first hidden layer over last
+    spread_first: float  # hidden_spread of the first and of the last hidden layer
+    spread_last: float
+    spread_per_layer: float  # geometric mean factor of hidden_spread over its first 12 layers
+
+    def __str__(self) -> str:
+        return (
+            f"||dL/dh|| x {self.per_layer:.2f} per layer, first/last {self.ratio:.0e}; spread "
+            f"over inputs x {self.spread_per_layer:.2f} per layer, {self.spread_first:.2f} -> "
+            f"{self.spread_last:.0e}"
+        )
+
+
+def vanishing(model: nn.Sequential, x: Tensor, y: Tensor) -> Vanishing:
+    """Backward and forward decay through the hidden layers of model on the batch (x, y).
+
+    x: (B, D_in); y: (B, D_out). The spreads are hidden_spread's, from the same pass;
+    their factor per layer is taken over the first min(12, A - 1) layers, before the
+    spread reaches float64 rounding noise (~1e-17) in deep contracting networks.
+    """
+    g, states = _grads_and_states(model, x, y)
+    spread = [h.std(0).mean().item() for h in states]
+    k = min(12, len(spread) - 1)
+    return Vanishing(per_layer_factor(g), (g[0] / g[-1]).item(), spread[0], spread[-1],
+                     (spread[k] / spread[0]) ** (1 / k))  # fmt: skip
+
+
+@single_thread()
+def train_losses(
+    model: nn.Sequential, x: Tensor, y: Tensor, steps: int, lr: float = 0.01
+) -> list[float]:
+    """Full-batch gradient descent on a float64 deep copy of model (model is not modified).
+
+    x: (B, D_in); y: (B, D_out); MSE loss. Each step is torch.optim.sgd.sgd, the update
+    that torch.optim.SGD(lr=lr).step() performs (called directly: constructing a
+    torch.optim optimizer imports torch._dynamo, ~1 s). Float64, because the tiny
+    gradients of deep layers are float32 denormals, which are slow. Returns the loss
+    before each step divided by the loss of the best constant predictor (the mean of
+    y), i.e. by y.var(unbiased=False).
+    """
+    net = copy.deepcopy(model).double()
+    params = list(net.parameters())
+    x, y = x.double(), y.double()
+    floor = y.var(unbiased=False).item()
+    out = []
+    for _ in range(steps):
+        for p in params:
+            p.grad = None
+        loss = F.mse_loss(net(x), y)
+        loss.backward()
+        out.append(loss.item() / floor)
+        with torch.no_grad():
+            sgd(params, [p.grad for p in params], [None] * len(params), weight_decay=0.0,
+                momentum=0.0, lr=lr, dampening=0.0, nesterov=False, maximize=False)  # fmt: skip
+    return out
+
+
+def plot_grad_norms(curves: dict[str, Tensor], title: str) -> None:
+    """Line chart of log10 per-layer gradient norms; curves: name -> (A,) norms.
+
+    log10 on a linear axis and a fixed layout: a log axis and the constrained layout
+    would double the rendering time (~50 ms -> ~100 ms).
+    """
+    from matplotlib.ticker import MultipleLocator
+
+    fig, ax = plots.figure(4.6, 2.5)
+    fig.set_layout_engine("none")
+    ax.set_position((0.13, 0.18, 0.84, 0.72))
+    for name, norms in curves.items():
+        ax.plot(range(1, len(norms) + 1), norms.detach().double().log10().numpy(), label=name)
+    ax.xaxis.set_major_locator(MultipleLocator(10))
+    ax.yaxis.set_major_locator(MultipleLocator(10))
+    ax.tick_params(labelsize=7)
+    ax.set_xlabel("hidden layer (1 = next to the input)", fontsize=8)
+    ax.set_ylabel("log10 ||dL/dh||", fontsize=8)
+    ax.set_title(title, fontsize=8)
+    ax.legend(fontsize=7, frameon=False, loc="lower right")  # loc="best" costs ~10 ms
+    plots.show(fig, title)

@@ -1,4 +1,4 @@
-"""Small, fast demonstrations for the Optimization and Backpropagation summary questions.
+"""Small, fast demonstrations for the Optimization summary questions (both parts).
 
 Every function here backs a claim made in Part3/Part4_SummaryQuestions.ipynb and is
 tested against an independent oracle in tests/test_optimization.py.
@@ -8,14 +8,14 @@ Question (both parts unless noted)          Functions
 ==========================================  ===========================================
 Optimization, Q1 (estimator moments)        minibatch_gradient_moments
 Optimization, Q3 (batch size)               least_squares_problem, sgd_expected_losses,
-                                            sgd_steps_to_loss
+                                            sgd_steps_to_loss, iterations_vs_batch_size
 Optimization, Q4 (local minima, ravine)     double_well_sgd, ravine_steps
-Optimization, Q5 (bi-level layer)           argmin_layer
-Optimization, Q6 (vanishing / exploding)    chain_derivative, layer_gradient_norms,
-                                            deep_mlp, train_deep_mlp
-Backpropagation, Q1                         mlp_bce_grads
-Backpropagation, Q2-Q3 (Part 3)             forward_difference_gradient
+Optimization, Q5 (bi-level layer)           argmin_layer, ridge_layer_gradients
+Optimization, Q6 (vanishing / exploding)    chain_derivative, deep_mlp, train_deep_mlp,
+                                            depth_symptoms
 ==========================================  ===========================================
+
+The Backpropagation helpers are in hw4/backprop.py.
 
 Shapes: ``X: (N, D)`` is a tensor with N rows and D columns.
 """
@@ -38,15 +38,15 @@ __all__ = [
     "least_squares_problem",
     "sgd_expected_losses",
     "sgd_steps_to_loss",
+    "iterations_vs_batch_size",
     "double_well_sgd",
     "ravine_steps",
     "argmin_layer",
+    "ridge_layer_gradients",
     "chain_derivative",
     "deep_mlp",
-    "layer_gradient_norms",
     "train_deep_mlp",
-    "mlp_bce_grads",
-    "forward_difference_gradient",
+    "depth_symptoms",
 ]
 
 
@@ -179,6 +179,31 @@ def sgd_steps_to_loss(
     raise AssertionError("unreachable")
 
 
+class BatchTable(NamedTuple):
+    """B: batch sizes; fixed: n(B) with the same lr for every B; scaled: n(B) with the lr
+    scaled in proportion to B, capped at 1 / lambda_max (half the GD stability limit)."""
+
+    B: tuple[int, ...]
+    fixed: tuple[int, ...]
+    scaled: tuple[int, ...]
+
+
+def iterations_vs_batch_size(
+    batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64), lr: float = 0.1, seed: int = 0
+) -> BatchTable:
+    """Iterations n(B) until the exact expected loss of mini-batch SGD reaches l0.
+
+    Problem: least_squares_problem(N=256, d=8, noise=0.5, seed); w_0 = 0; l0 = loss_star
+    + 5% of (L(0) - loss_star). lr: the step at B = 1 (fixed: the same for every B;
+    scaled: min(lr * B, 1 / lambda_max)). See sgd_steps_to_loss.
+    """
+    p = least_squares_problem(N=256, d=8, noise=0.5, seed=seed)
+    l0 = p.loss_star + 0.05 * (p.loss_zero - p.loss_star)
+    fixed = tuple(sgd_steps_to_loss(p, B, lr, l0) for B in batch_sizes)
+    scaled = tuple(sgd_steps_to_loss(p, B, min(lr * B, 1 / p.hessian_max), l0) for B in batch_sizes)
+    return BatchTable(tuple(batch_sizes), fixed, scaled)
+
+
 # --------------------------------------------------------------------------------------
 # Optimization, Q4: local minima (double well) and a narrow ravine
 # --------------------------------------------------------------------------------------
@@ -188,8 +213,8 @@ def double_well_sgd(
     noise: float | tuple[float, ...],
     x0: float,
     tilt: float = 0.3,
-    lr: float = 0.1,
-    steps: int = 1000,
+    lr: float = 0.3,
+    steps: int = 150,
     runs: int = 200,
     seed: int = 0,
 ) -> np.ndarray:
@@ -204,14 +229,15 @@ def double_well_sgd(
     Returns x: (runs,) float64 NumPy array; for a tuple of K noise levels, (K, runs),
     one row per level, all simulated together (the same random signs for every row).
     """
-    rng = np.random.default_rng(seed)
-    signs = 2.0 * rng.integers(0, 2, size=(steps, runs)) - 1.0
+    g = torch.Generator().manual_seed(seed)  # torch's RNG: numpy.random costs ~10 ms to load
+    signs = (2.0 * torch.randint(0, 2, (steps, runs), generator=g) - 1.0).double().numpy()
     if not np.isscalar(noise):
         noise = np.asarray(noise, dtype=np.float64)[:, None]  # (K, 1), broadcast over runs
         signs = signs[:, None, :]  # (steps, 1, runs)
     x = np.full(np.broadcast_shapes(np.shape(noise), (runs,)), float(x0))
+    shift = tilt + noise * signs  # (steps, [K,] runs): f_pm'(x) = x^3 - x + shift
     for t in range(steps):
-        x = x - lr * (1.0 - t / steps) * (x**3 - x + tilt + noise * signs[t])
+        x -= (lr * (1.0 - t / steps)) * (x * x * x - x + shift[t])
     return x
 
 
@@ -226,23 +252,21 @@ def ravine_steps(kappa: float, method: str, tol: float = 1e-10, max_steps: int =
       "gd": theta <- theta - a grad f with the optimal a = 2 / (1 + kappa).
     Exact (deterministic) gradients: the best case for momentum.
     """
-    h = np.array([1.0, kappa])
-    theta = np.array([1.0, 1.0])
-    prev = theta.copy()
-    n0 = np.linalg.norm(theta)
+    if method not in ("newton", "momentum", "gd"):
+        raise ValueError(f"unknown method {method!r}")
     sq = math.sqrt(kappa)
+    a = 4.0 / (1.0 + sq) ** 2 if method == "momentum" else 2.0 / (1.0 + kappa)
+    beta = ((sq - 1) / (sq + 1)) ** 2 if method == "momentum" else 0.0
+    t1 = t2 = p1 = p2 = 1.0  # theta and theta_prev, coordinate by coordinate (plain floats: fast)
+    bound = (tol * math.sqrt(2.0)) ** 2  # ||theta_0||^2 = 2
     for t in range(1, max_steps + 1):
-        grad = h * theta
+        g1, g2 = t1, kappa * t2  # grad f
         if method == "newton":
-            new = theta - grad / h
-        elif method == "momentum":
-            new = theta - 4.0 / (1.0 + sq) ** 2 * grad + ((sq - 1) / (sq + 1)) ** 2 * (theta - prev)
-        elif method == "gd":
-            new = theta - 2.0 / (1.0 + kappa) * grad
+            n1, n2 = t1 - g1 / 1.0, t2 - g2 / kappa  # theta - H^{-1} grad f
         else:
-            raise ValueError(f"unknown method {method!r}")
-        prev, theta = theta, new
-        if np.linalg.norm(theta) <= tol * n0:
+            n1, n2 = t1 - a * g1 + beta * (t1 - p1), t2 - a * g2 + beta * (t2 - p2)
+        p1, p2, t1, t2 = t1, t2, n1, n2
+        if t1 * t1 + t2 * t2 <= bound:
             return t
     raise RuntimeError(f"{method} did not converge in {max_steps} steps")
 
@@ -291,6 +315,40 @@ def argmin_layer(g: Callable[..., Tensor], solver: Callable[..., Tensor], *theta
     return _Argmin.apply(*theta)
 
 
+def ridge_layer_gradients(lam: float = 0.7, seed: int = 0) -> tuple[tuple[Tensor, Tensor], ...]:
+    """Gradients of a validation loss through a ridge-regression layer, two ways.
+
+    Inner problem: w*(lam, y) = argmin_w ||A w - y||^2 / 2 + lam ||w||^2 / 2, A: (20, 4),
+    y: (20,); outer loss ||A_val w* - y_val||^2 / 2, A_val: (10, 4) (seeded, float64).
+    Returns ((dL/dlam (), dL/dy (20,)) by argmin_layer, whose solver is NumPy's SVD-based
+    least squares on [A; sqrt(lam) I] w = [y; 0] (invisible to autograd), and the same
+    by autograd through the closed form (A^T A + lam I)^{-1} A^T y).
+    """
+    g = torch.Generator().manual_seed(seed)
+    A, A_val, y0, y_val = (
+        torch.randn(*shape, generator=g, dtype=torch.float64)
+        for shape in ((20, 4), (10, 4), (20,), (10,))
+    )
+
+    def inner(w, lam, y):  # g(w; lam, y)
+        return 0.5 * (A @ w - y).pow(2).sum() + 0.5 * lam * w.pow(2).sum()
+
+    def solver(lam, y):  # a black box: no descent method, no autograd
+        M = np.vstack([A.numpy(), math.sqrt(lam.item()) * np.eye(4)])
+        return np.linalg.lstsq(M, np.concatenate([y.detach().numpy(), np.zeros(4)]), rcond=None)[0]
+
+    def closed_form(lam, y):
+        return torch.linalg.solve(A.T @ A + lam * torch.eye(4, dtype=torch.float64), A.T @ y)
+
+    out = []
+    for layer in (lambda lam, y: argmin_layer(inner, solver, lam, y), closed_form):
+        lam_t = torch.tensor(lam, dtype=torch.float64, requires_grad=True)
+        y = y0.clone().requires_grad_()
+        loss = 0.5 * (A_val @ layer(lam_t, y) - y_val).pow(2).sum()
+        out.append(tuple(torch.autograd.grad(loss, (lam_t, y))))
+    return tuple(out)
+
+
 # --------------------------------------------------------------------------------------
 # Optimization, Q6: vanishing and exploding gradients
 # --------------------------------------------------------------------------------------
@@ -317,46 +375,33 @@ def deep_mlp(depth: int, width: int, kind: str, gain: float = 1.0, seed: int = 0
 
     kind: "sigmoid" (default PyTorch init, each layer Linear + Sigmoid),
           "relu" (Kaiming-normal init, each layer Linear + ReLU),
-          "linear" (no activation; each weight is gain * an orthogonal matrix, so every
-          layer multiplies every vector norm by exactly gain).
-    All layers (including the first) map width -> width: inputs are (M, width).
+          "linear" (no activation; each weight is gain * an orthogonal matrix and the bias
+          0, so every layer multiplies every vector norm by exactly gain).
+    All layers map width -> width: inputs are (M, width). Seeded with seed inside
+    torch.random.fork_rng: the global RNG is left as it was.
     """
-    torch.manual_seed(seed)
-    layers: list[nn.Module] = []
-    for _ in range(depth):
-        lin = nn.Linear(width, width, dtype=torch.float64)
-        if kind == "linear":
-            q, _ = torch.linalg.qr(torch.randn(width, width, dtype=torch.float64))
-            with torch.no_grad():
-                lin.weight.copy_(gain * q)
-                lin.bias.zero_()
-            layers.append(lin)
-        elif kind == "relu":
-            nn.init.kaiming_normal_(lin.weight, nonlinearity="relu")
-            nn.init.zeros_(lin.bias)
-            layers += [lin, nn.ReLU()]
-        elif kind == "sigmoid":
-            layers += [lin, nn.Sigmoid()]
-        else:
-            raise ValueError(f"unknown kind {kind!r}")
-    layers.append(nn.Linear(width, 1, dtype=torch.float64))
+    if kind not in ("sigmoid", "relu", "linear"):
+        raise ValueError(f"unknown kind {kind!r}")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if kind == "linear":  # one batched QR: (depth, width, width) orthogonal matrices
+            qs = gain * torch.linalg.qr(torch.randn(depth, width, width, dtype=torch.float64)).Q
+        layers: list[nn.Module] = []
+        for k in range(depth):
+            lin = nn.Linear(width, width, dtype=torch.float64)
+            if kind == "linear":
+                with torch.no_grad():
+                    lin.weight.copy_(qs[k])
+                    lin.bias.zero_()
+                layers.append(lin)
+            elif kind == "relu":
+                nn.init.kaiming_normal_(lin.weight, nonlinearity="relu")
+                nn.init.zeros_(lin.bias)
+                layers += [lin, nn.ReLU()]
+            else:
+                layers += [lin, nn.Sigmoid()]
+        layers.append(nn.Linear(width, 1, dtype=torch.float64))
     return nn.Sequential(*layers)
-
-
-@single_thread()
-def layer_gradient_norms(model: nn.Sequential, x: Tensor) -> list[float]:
-    """||dL/dy_l|| for the output y_l of every nn.Linear layer (l = 1..L), L = out.sum().
-
-    x: (M, D_in). Returns a list with one float per nn.Linear, input side first.
-    """
-    outs = []
-    h = x
-    for layer in model:
-        h = layer(h)
-        if isinstance(layer, nn.Linear):
-            outs.append(h)
-    grads = torch.autograd.grad(h.sum(), outs)
-    return [g.norm().item() for g in grads]
 
 
 class TrainLog(NamedTuple):
@@ -391,85 +436,19 @@ def train_deep_mlp(model: nn.Sequential, x: Tensor, y: Tensor, lr: float, steps:
     return TrainLog(losses, rel)
 
 
-# --------------------------------------------------------------------------------------
-# Backpropagation, Q1: analytic gradients of a 2-layer MLP with BCE and weight decay
-# --------------------------------------------------------------------------------------
-
-
 @single_thread()
-def mlp_bce_grads(
-    X: Tensor,
-    y: Tensor,
-    W1: Tensor,
-    b1: Tensor,
-    W2: Tensor,
-    b2: Tensor,
-    lam: float,
-    phi: Callable[[Tensor], Tensor],
-    dphi: Callable[[Tensor], Tensor],
-    sigmoid_output: bool = False,
-) -> tuple[Tensor, dict[str, Tensor]]:
-    """Loss and hand-derived gradients (no autograd) of
+def depth_symptoms(depth: int = 30, width: int = 16, samples: int = 32, seed: int = 1):
+    """Full-batch GD on two deep float64 MLPs, recording only losses and weights.
 
-        L = 1/N sum_i l(y_i, yhat_i) + lam/2 (||W1||_F^2 + ||W2||_F^2),
-        a_i = W2 phi(W1 x_i + b1) + b2,  yhat_i = a_i  (or sigmoid(a_i) if sigmoid_output),
-        l(y, yhat) = -y log yhat - (1 - y) log(1 - yhat).
-
-    X: (N, D) rows x_i; y: (N,); W1: (H, D); b1: (H,); W2: (1, H); b2: (1,).
-    phi, dphi: the activation and its derivative (elementwise).
-    Without sigmoid_output the loss is only defined if every a_i is in (0, 1).
-    Returns (L, {"W1": (H, D), "b1": (H,), "W2": (1, H), "b2": (1,), "X": (N, D)}).
+    Data: x ~ N(0, I) (samples, width), y = sin(x_1) (seeded). Networks (deep_mlp, depth
+    hidden layers): "sigmoid" with the default init, 2 steps of lr 0.1 (vanishing
+    gradients); "linear" with weights 1.5 x orthogonal, 2 steps of lr 1e-3 (exploding).
+    Returns (sigmoid TrainLog, linear TrainLog, variance of y), the variance being the
+    MSE of the best constant predictor.
     """
-    N = X.shape[0]
-    Z = X @ W1.T + b1  # (N, H)
-    Hd = phi(Z)  # (N, H)
-    a = Hd @ W2.T + b2  # (N, 1)
-    yhat = torch.sigmoid(a) if sigmoid_output else a
-    yh, yc = yhat.squeeze(1), y.to(X.dtype)
-    loss = (-yc * torch.log(yh) - (1 - yc) * torch.log(1 - yh)).mean()
-    loss = loss + lam / 2 * (W1.pow(2).sum() + W2.pow(2).sum())
-    if sigmoid_output:
-        delta = (yh - yc) / N  # dL/da_i, since d l / d a = sigmoid(a) - y
-    else:
-        delta = (yh - yc) / (yh * (1 - yh)) / N  # dL/dyhat_i
-    delta = delta.unsqueeze(1)  # (N, 1)
-    G = (delta @ W2) * dphi(Z)  # (N, H): row i is g_i = (W2^T delta_i) * phi'(z_i)
-    grads = {
-        "W2": delta.T @ Hd + lam * W2,
-        "b2": delta.sum(0),
-        "W1": G.T @ X + lam * W1,
-        "b1": G.sum(0),
-        "X": G @ W1,
-    }
-    return loss, grads
-
-
-# --------------------------------------------------------------------------------------
-# Backpropagation, Q2-Q3 (Part 3): forward differences, for comparison
-# --------------------------------------------------------------------------------------
-
-
-@single_thread()
-def forward_difference_gradient(
-    f: Callable[..., Tensor], *tensors: Tensor, eps: float = 1e-6
-) -> tuple[Tensor, ...]:
-    """(f(x + eps e_j) - f(x)) / eps for every entry j of every tensor (truncation error O(eps)).
-
-    f: scalar function called as f(*tensors); tensors: float tensors (*S_k), not modified.
-    Returns one tensor (*S_k) per input. Uses P + 1 evaluations of f for P entries.
-    Compare hw4.answers.numerical_gradient (central differences, error O(eps^2)).
-    """
-    xs = [t.detach().clone() for t in tensors]
-    out = []
-    with torch.no_grad():
-        f0 = f(*xs).item()
-        for x in xs:
-            flat = x.view(-1)
-            grad = torch.empty_like(flat)
-            for j in range(flat.numel()):
-                old = flat[j].item()
-                flat[j] = old + eps
-                grad[j] = (f(*xs).item() - f0) / eps
-                flat[j] = old
-            out.append(grad.view(x.shape))
-    return tuple(out)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(samples, width, generator=g, dtype=torch.float64)
+    y = torch.sin(x[:, :1])
+    vanishing = train_deep_mlp(deep_mlp(depth, width, "sigmoid"), x, y, lr=0.1, steps=2)
+    exploding = train_deep_mlp(deep_mlp(depth, width, "linear", gain=1.5), x, y, lr=1e-3, steps=2)
+    return vanishing, exploding, y.var(unbiased=False).item()

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import notebook_cnn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -240,10 +241,36 @@ def test_numerical_gradient_rejects_non_floating_tensors():
         numerical_gradient(lambda a, c: a.sum(), x, [1.0])
 
 
-@pytest.mark.parametrize("eps", [0.0, -1e-6, float("nan")])
-def test_numerical_gradient_rejects_non_positive_eps(eps):
-    with pytest.raises(ValueError, match="eps must be positive"):
+@pytest.mark.parametrize("eps", [0.0, -1e-6, float("nan"), float("inf"), -float("inf")])
+def test_numerical_gradient_rejects_non_positive_or_infinite_eps(eps):
+    # eps = inf used to give NaN gradients (inf - inf), silently.
+    with pytest.raises(ValueError, match="eps must be positive and finite"):
         numerical_gradient(lambda t: t.sum(), torch.zeros(2, dtype=F64), eps=eps)
+
+
+@pytest.mark.parametrize(
+    "dtype,eps",
+    [(torch.float16, 6e-6), (torch.bfloat16, 6e-6), (torch.float32, 1e-8), (F64, 1e-300)],
+)
+def test_numerical_gradient_rejects_a_step_that_rounds_away(dtype, eps):
+    # x + eps == x in the input's dtype: the difference would be exactly 0, a wrong gradient
+    # (the true gradient of t.sum() is 1); these calls used to return zeros.
+    x = torch.tensor([0.5, 1.0, -2.0]).to(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(ValueError, match=rf"eps={eps:g} vanishes in argument 1 \({dtype}\)"):
+            numerical_gradient(lambda a, t: a.sum() + t.sum(), torch.zeros(1, dtype=F64), x, eps=eps)
+
+
+def test_numerical_gradient_step_check_is_per_entry():
+    # 0 +- 1e-300 is representable, so a tiny step is fine at 0 (and exact for a linear f) ...
+    (grad,) = numerical_gradient(lambda t: 3 * t.sum(), torch.zeros(2, dtype=F64), eps=1e-300)
+    assert torch.equal(grad, torch.full((2,), 3.0, dtype=F64))
+    # ... and a step that fits float16 gives about the right gradient there (1 + 0.01 and
+    # 1 - 0.01 are not representable: the difference is off by a few percent, not 0).
+    with pytest.warns(RuntimeWarning):
+        (grad,) = numerical_gradient(lambda t: t.sum(), torch.ones(3, dtype=torch.float16), eps=1e-2)
+    torch.testing.assert_close(grad, torch.ones(3, dtype=torch.float16), rtol=0.05, atol=0)
 
 
 # ------------------------------------------------------------------------------------
@@ -277,7 +304,8 @@ def test_eps_sweep_shows_truncation_then_round_off(sin_sweep):
     assert 1e-7 < e32[best32] < 1e-3
     # Round-off: below the optimum the error grows again (as 1/eps).
     assert e64[-1] > 1e3 * e64[best64] and e64[-1] > e64[-3] > e64[-5]
-    assert min(e32[6:]) > 0.1  # float32 with eps <= 1e-7 is useless
+    assert e32[6] > 0.1  # float32 with eps = 1e-7 is useless ...
+    assert all(math.isnan(e) for e in e32[7:])  # ... and below, the step rounds away at x = 1
 
 
 # ------------------------------------------------------------------------------------
@@ -503,14 +531,6 @@ def test_embedding_lookup_matches_f_embedding_property(V, D, shape, seed):
 # ------------------------------------------------------------------------------------
 
 
-def notebook_cnn():
-    return nn.Sequential(
-        nn.Conv2d(3, 4, kernel_size=3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(4, 16, kernel_size=5, stride=2, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, kernel_size=7, dilation=2, padding=3), nn.ReLU(),
-    )  # fmt: skip
-
-
 def test_receptive_field_of_the_notebook_cnn():
     cnn = notebook_cnn()
     expected = ReceptiveField(size=(112, 112), jump=(8, 8))
@@ -712,7 +732,78 @@ def test_receptive_field_rejects_other_layers_naming_them():
 
 
 def test_empirical_receptive_field_rejects_too_small_inputs():
-    with pytest.raises(ValueError, match="too small: the receptive field .* reaches the border"):
+    with pytest.raises(ValueError, match=r"too small: a receptive field reaches the border"):
         empirical_receptive_field(notebook_cnn(), (3, 64, 64))
     with pytest.raises(ValueError, match=r"too small: the output is only 1x1"):
         empirical_receptive_field(nn.Sequential(nn.Conv2d(1, 1, 3)), (1, 3, 3))
+
+
+@pytest.mark.parametrize(
+    "shape, layer",
+    [
+        ((3, 5, 5), r"layer 5 \(MaxPool2d\)"),  # 5 -> 5 -> 2 -> 1: the second pool has no input
+        ((1, 3, 1, 1), r"layer 2 \(MaxPool2d\)"),  # a 2x2 pool on a 1x1 map
+        ((12, 12), r"layer 6 \(Conv2d\)"),  # ... 3 -> 1: padded 7 < 13 (dilated 7x7)
+    ],
+)
+def test_empirical_receptive_field_too_small_for_a_layer_raises_its_own_error(shape, layer):
+    # Used to fail inside torch (RuntimeError "Output size is too small" / "Kernel size
+    # can't be greater than actual input size"); now names the layer and a size that works.
+    with pytest.raises(ValueError, match=rf"too small: {layer} has no output.* use e.g. \(3, 148, 148\)"):
+        empirical_receptive_field(notebook_cnn(), shape)
+    assert empirical_receptive_field(notebook_cnn(), (3, 148, 148)) == ((112, 112), (8, 8))
+
+
+def test_empirical_receptive_field_accepts_a_batched_shape():
+    x = torch.zeros(1, 3, 256, 256)
+    assert empirical_receptive_field(notebook_cnn(), x.shape) == ((112, 112), (8, 8))
+    assert empirical_receptive_field(notebook_cnn(), (5, 3, 256, 256)) == ((112, 112), (8, 8))
+    assert empirical_receptive_field(notebook_cnn(), (256, 256)) == ((112, 112), (8, 8))
+
+
+@pytest.mark.parametrize("shape", [(256,), (1, 1, 3, 256, 256), (3, 0, 256), (3, -1, 9), (3, 9.0, 9), "abc"])
+def test_empirical_receptive_field_rejects_malformed_shapes(shape):
+    with pytest.raises(ValueError, match=r"input_shape must be \(H, W\), \(C, H, W\) or \(N, C, H, W\)"):
+        empirical_receptive_field(notebook_cnn(), shape)
+
+
+def test_empirical_receptive_field_rejects_the_wrong_number_of_channels():
+    with pytest.raises(ValueError, match=r"has 1 channels, but layer 0 \(Conv2d\) takes 3"):
+        empirical_receptive_field(notebook_cnn(), (1, 256, 256))
+    with pytest.raises(ValueError, match=r"has 4 channels, but layer 1 \(Conv2d\) takes 3"):
+        empirical_receptive_field(nn.Sequential(nn.ReLU(), nn.Conv2d(3, 1, 3)), (2, 4, 9, 9))
+
+
+@FAST
+@given(
+    layers=st.lists(
+        st.tuples(
+            st.sampled_from(["conv", "max", "avg"]),
+            st.integers(1, 5),  # kernel
+            st.integers(1, 3),  # stride
+            st.integers(1, 2),  # dilation (conv and max)
+            st.integers(0, 2),  # padding (clipped to what torch allows)
+            st.booleans(),  # ceil_mode (pools)
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    n=st.integers(1, 40),
+)
+def test_empirical_receptive_field_any_size_either_works_or_raises_its_error(layers, n):
+    # Never a torch error; the suggested size always works and gives the analytic field.
+    modules = []
+    for kind, k, s, d, p, ceil in layers:
+        if kind == "conv":
+            modules.append(nn.Conv2d(1, 1, k, stride=s, dilation=d, padding=p))
+        elif kind == "max" and not (d > 1 and ceil):
+            modules.append(nn.MaxPool2d(k, stride=s, dilation=d, padding=min(p, k // 2), ceil_mode=ceil))
+        else:
+            modules.append(nn.AvgPool2d(k, stride=s, padding=min(p, k // 2), ceil_mode=ceil))
+    model = nn.Sequential(*modules)
+    try:
+        got = empirical_receptive_field(model, (n, n))
+    except ValueError as e:
+        suggested = tuple(int(v) for v in str(e).rsplit("use e.g. (", 1)[1].rstrip(")").split(", "))
+        got = empirical_receptive_field(model, suggested)
+    assert got == receptive_field(model)

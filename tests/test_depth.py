@@ -1,9 +1,14 @@
-"""Tests for hw4/depth.py; the oracle is plain autograd on explicitly split networks."""
+"""Tests for hw4/depth.py; the oracle is plain autograd on explicitly split networks
+(and plain forward passes, torch.optim.SGD, explicit module bookkeeping)."""
 
+import copy
+
+import pytest
 import torch
 from torch import nn
 
-from hw4.depth import grad_norms_svg, hidden_grad_norms, relu_mlp, with_activation
+from hw4 import depth, plots
+from hw4.depth import hidden_grad_norms, relu_mlp, with_activation
 
 
 def _shared_net(reps=3):
@@ -117,24 +122,130 @@ def test_relu_mlp_distinct_layers_and_he_init():
     assert all((m.bias == 0).all() for m in linears)
 
 
-def test_grad_norms_svg_draws_each_curve_in_log10():
-    import xml.etree.ElementTree as ET
+def _pirate(reps=5, width=16):
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Linear(6, width), nn.Sigmoid(), *[nn.Linear(width, width), nn.Sigmoid()] * reps,
+        nn.Linear(width, 1),
+    )  # fmt: skip
 
-    curves = {"falls": torch.logspace(-6, 0, 7), "flat & <x>": torch.full((7,), 10.0)}
-    svg = grad_norms_svg(curves, title="t")
-    assert svg == grad_norms_svg(curves, title="t")  # byte-stable output
-    root = ET.fromstring(svg)  # well-formed, names escaped
-    ns = "{http://www.w3.org/2000/svg}"
-    lines = root.findall(f"{ns}polyline")
-    assert len(lines) == 2
-    pts = [[tuple(map(float, p.split(","))) for p in line.get("points").split()] for line in lines]
-    falls, flat = (pts[0], pts[1]) if pts[0][0][1] != pts[0][-1][1] else (pts[1], pts[0])
-    assert len(falls) == len(flat) == 7
-    xs = [x for x, _ in falls]
-    assert xs == sorted(xs) and len(set(xs)) == 7
-    # log10: equal steps per decade, and smaller norms lower on the page (larger y).
-    dys = [b[1] - a[1] for a, b in zip(falls, falls[1:])]
-    assert all(abs(d - dys[0]) < 0.11 for d in dys) and dys[0] < 0
-    assert len({y for _, y in flat}) == 1 and flat[0][1] < falls[-1][1]
-    texts = [t.text for t in root.iter(f"{ns}text")]
-    assert "flat & <x>" in texts and "t" in texts
+
+def test_relu_mlp_is_seeded_and_leaves_the_global_rng_alone():
+    state = torch.get_rng_state()
+    a, b = relu_mlp(5, 8, 2, 1, seed=3), relu_mlp(5, 8, 2, 1, seed=3)
+    assert torch.equal(state, torch.get_rng_state())
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    c = relu_mlp(5, 8, 2, 1, seed=4)
+    assert not torch.equal(a[0].weight, c[0].weight)
+
+
+def test_reinitialised_keeps_sharing_is_seeded_and_touches_nothing_else():
+    model = _pirate()
+    before = copy.deepcopy(model.state_dict())
+    state = torch.get_rng_state()
+    a, b = depth.reinitialised(model, seed=1), depth.reinitialised(model, seed=1)
+    assert torch.equal(state, torch.get_rng_state())
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert a[2] is a[4] and a[2] is not model[2]  # still one shared Linear, a new object
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert not torch.equal(a[2].weight, model[2].weight)
+    # default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias
+    assert a[2].weight.abs().max() <= 16**-0.5 and a[0].bias.abs().max() <= 6**-0.5
+    # the result depends on the seed, not on the model's current weights
+    with torch.no_grad():
+        model[2].weight.fill_(3.0)
+    c = depth.reinitialised(model, seed=1)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters()))
+
+
+def test_hidden_spread_and_vanishing_against_plain_forward_passes():
+    model = _pirate(reps=14)
+    x, y = torch.randn(8, 6), torch.randn(8, 1)
+    h, spreads = x.double(), []
+    with torch.no_grad():
+        for m in copy.deepcopy(model).double():
+            h = m(h)
+            if isinstance(m, nn.Sigmoid):
+                spreads.append(h.std(0).mean())
+    spreads = torch.stack(spreads)
+    assert torch.allclose(depth.hidden_spread(model, x), spreads, rtol=1e-12, atol=0)
+    v = depth.vanishing(model, x, y)
+    g = _oracle(_pirate(reps=14), x, y)
+    assert v.ratio == pytest.approx((g[0] / g[-1]).item(), rel=1e-9)
+    assert v.per_layer == pytest.approx((g[0] / g[-1]).item() ** (1 / 14), rel=1e-9)
+    assert v.spread_first == pytest.approx(spreads[0].item(), rel=1e-12)
+    assert v.spread_last == pytest.approx(spreads[-1].item(), rel=1e-12)
+    assert v.spread_per_layer == pytest.approx(
+        (spreads[12] / spreads[0]).item() ** (1 / 12), rel=1e-9
+    )
+    assert "per layer" in str(v)
+
+
+def test_per_layer_factor():
+    assert depth.per_layer_factor(torch.tensor([1e-6, 1e-4, 1e-2, 1.0])) == pytest.approx(0.01)
+
+
+def test_regression_data_is_seeded_and_depends_on_the_input():
+    model = _pirate()
+    state = torch.get_rng_state()
+    (x, y), (x2, y2) = (
+        depth.regression_data(model, 32, seed=2),
+        depth.regression_data(model, 32, seed=2),
+    )
+    assert torch.equal(state, torch.get_rng_state()) and torch.equal(x, x2) and torch.equal(y, y2)
+    assert x.shape == (32, 6) and y.shape == (32, 1)
+    fit = torch.linalg.lstsq(x, y).solution  # a linear function of x plus 0.1 noise
+    assert (y - x @ fit).pow(2).mean() < 0.02 < y.var()
+
+
+def test_train_losses_is_torch_sgd_on_a_copy():
+    model = _pirate(reps=2)
+    x, y = torch.randn(10, 6), torch.randn(10, 1)
+    before = copy.deepcopy(model.state_dict())
+    got = depth.train_losses(model, x, y, steps=5, lr=0.05)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    ref = copy.deepcopy(model).double()
+    opt = torch.optim.SGD(ref.parameters(), lr=0.05)
+    expect = []
+    for _ in range(5):
+        opt.zero_grad()
+        loss = nn.functional.mse_loss(ref(x.double()), y.double())
+        loss.backward()
+        opt.step()
+        expect.append(loss.item() / y.double().var(unbiased=False).item())
+    assert got == pytest.approx(expect, rel=1e-12)
+
+
+def test_train_losses_of_a_network_that_forgot_its_input_stays_at_the_constant_floor():
+    # Deep shared sigmoid layers: the output no longer depends on x, so gradient descent
+    # reaches the best constant predictor (ratio 1) and cannot go below it.
+    model = _pirate(reps=30, width=32)
+    x = torch.randn(16, 6)
+    y = x[:, :1] + 0.1 * torch.randn(16, 1)
+    trace = depth.train_losses(model, x, y, steps=40, lr=0.02)
+    assert min(trace) > 1 - 1e-6 and trace[-1] < 1.001
+
+
+def test_activation_curves_names_and_shapes():
+    model = _pirate(reps=4)
+    x, y = torch.randn(8, 6), torch.randn(8, 1)
+    curves = depth.activation_curves(model, x, y, seed=0)
+    assert list(curves) == [
+        "sigmoid (as given)", "tanh, same weights", "ReLU, same weights",
+        "ReLU + He init, distinct layers",
+    ]  # fmt: skip
+    assert all(g.shape == (5,) for g in curves.values())
+    assert torch.equal(curves["sigmoid (as given)"], hidden_grad_norms(model, x, y))
+    assert torch.equal(
+        curves["tanh, same weights"], hidden_grad_norms(with_activation(model, nn.Tanh), x, y)
+    )
+
+
+def test_plot_grad_norms_draws_a_small_deterministic_png(monkeypatch):
+    shown = []
+    monkeypatch.setattr(plots, "show", lambda fig, alt: shown.append((plots.png_bytes(fig), alt)))
+    curves = {"falls": torch.logspace(-6, 0, 7), "flat": torch.full((7,), 10.0)}
+    depth.plot_grad_norms(curves, "t")
+    depth.plot_grad_norms(curves, "t")
+    (png, alt), (png2, _) = shown
+    assert png.startswith(b"\x89PNG") and png == png2 and len(png) < 60_000 and alt == "t"

@@ -63,7 +63,9 @@ def test_huge_batch_sgd_matches_gd():
     # With B >> N the batch gradient is nearly exact: SGD needs the same steps as GD.
     p = O.least_squares_problem(N=64, d=4, seed=1)
     target = p.loss_star + 0.05 * (p.loss_zero - p.loss_star)
-    assert abs(O.sgd_steps_to_loss(p, B=10**9, lr=0.3, target=target) - _gd_steps(p, 0.3, target)) <= 1
+    assert (
+        abs(O.sgd_steps_to_loss(p, B=10**9, lr=0.3, target=target) - _gd_steps(p, 0.3, target)) <= 1
+    )
 
 
 def test_expected_losses_match_monte_carlo():
@@ -109,8 +111,24 @@ def test_batch_size_claims_hold_for_other_problems():
         ratios = [b / a for a, b in zip(same + scaled, same[1:] + [0] + scaled[1:])]
         ratios = ratios[:6] + ratios[7:]
         assert all(0.5 <= r <= 1 for r in ratios), (seed, same, scaled)
-        assert all(B * n <= 2 * B * m for B, n, m in zip(Bs, scaled, scaled[1:]))  # samples never drop
+        assert all(
+            B * n <= 2 * B * m for B, n, m in zip(Bs, scaled, scaled[1:])
+        )  # samples never drop
         assert scaled[-1] == scaled[-2] or scaled[-1] / scaled[-2] > 0.75
+
+
+def test_iterations_vs_batch_size_is_the_table_of_sgd_steps_to_loss():
+    # The notebook's table: the same numbers as sgd_steps_to_loss called directly, and the
+    # regimes it shows: the first doubling halves n (noise-limited), the last changes nothing.
+    t = O.iterations_vs_batch_size((1, 2, 32, 64))
+    p = O.least_squares_problem(N=256, d=8, noise=0.5, seed=0)
+    l0 = p.loss_star + 0.05 * (p.loss_zero - p.loss_star)
+    assert t.B == (1, 2, 32, 64)
+    assert t.fixed == tuple(O.sgd_steps_to_loss(p, B, 0.1, l0) for B in t.B)
+    assert t.scaled[1] == O.sgd_steps_to_loss(p, 2, 0.2, l0)
+    assert t.scaled[-1] == O.sgd_steps_to_loss(p, 64, 1 / p.hessian_max, l0)
+    assert t.scaled[1] / t.scaled[0] < 0.55 and t.scaled[-1] == t.scaled[-2]
+    assert t.fixed[-1] < t.fixed[0] < 1.5 * t.fixed[-1]  # fixed lr: a modest gain only
 
 
 # ---------------------------------------------------------------- Optimization Q4
@@ -127,7 +145,7 @@ def test_double_well_minima():
 def test_double_well_gd_stays_sgd_escapes(seed):
     local_min = sorted(np.roots([1.0, 0.0, -1.0, 0.3]).real)[2]
     gd = O.double_well_sgd(0.0, 0.5, seed=seed)
-    assert np.allclose(gd, local_min, atol=1e-6)
+    assert np.allclose(gd, local_min, atol=1e-5)
     assert (O.double_well_sgd(1.0, 0.5, seed=seed) < 0.339).mean() > 0.8
     # per-sample losses that are double wells themselves: the noise is too weak to escape
     assert (O.double_well_sgd(0.08, 0.5, seed=seed) < 0.339).mean() == 0.0
@@ -198,6 +216,14 @@ def test_argmin_layer_nonquadratic_gradcheck():
     assert torch.autograd.gradcheck(lambda t: O.argmin_layer(g, solver, t), (theta,))
 
 
+def test_ridge_layer_gradients_agree_and_are_not_trivial():
+    implicit, reference = O.ridge_layer_gradients()
+    for a, b in zip(implicit, reference):
+        assert a.shape == b.shape and torch.allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert implicit[0].shape == () and implicit[1].shape == (20,)
+    assert abs(implicit[0].item()) > 1e-3 and implicit[1].abs().min() > 0
+
+
 def test_argmin_layer_wrong_backward_would_fail():
     # Sanity check of the test above: a layer that ignores the dependence on theta fails gradcheck.
     def solver(theta):
@@ -229,25 +255,38 @@ def test_chain_derivative():
     assert math.isclose(O.chain_derivative(50), prod, rel_tol=1e-10)
 
 
-def test_layer_gradient_norms_linear_manual():
-    net = O.deep_mlp(5, 4, "linear", gain=0.7)
-    x = torch.randn(3, 4, dtype=f64)
-    norms = O.layer_gradient_norms(net, x)
-    # Manual backprop for L = sum of outputs: dL/dy_L = 1 W_out, dL/dy_l = dL/dy_{l+1} W_{l+1}.
-    lins = [m for m in net if isinstance(m, nn.Linear)]
-    g = torch.ones(3, 1, dtype=f64)
-    manual = [g.norm().item()]
-    for lin in reversed(lins[1:]):
-        g = g @ lin.weight
-        manual.append(g.norm().item())
-    assert np.allclose(norms, manual[::-1], rtol=1e-12)
-    assert math.isclose(norms[0] / norms[4], 0.7**4, rel_tol=1e-10)
-
-
 def test_deep_mlp_kinds():
     assert len(O.deep_mlp(3, 4, "relu")) == 7 and len(O.deep_mlp(3, 4, "linear")) == 4
     with pytest.raises(ValueError):
         O.deep_mlp(3, 4, "gelu")
+    # "linear": every layer multiplies every vector norm by exactly gain (gain * orthogonal)
+    net = O.deep_mlp(3, 5, "linear", gain=1.5)
+    v = torch.randn(7, 5, dtype=f64)
+    assert torch.allclose(net[1](v).norm(dim=1), 1.5 * v.norm(dim=1), rtol=1e-12)
+
+
+def test_deep_mlp_is_seeded_and_leaves_the_global_rng_alone():
+    torch.manual_seed(123)
+    before = torch.rand(3)
+    torch.manual_seed(123)
+    a = O.deep_mlp(2, 4, "sigmoid", seed=5)
+    assert torch.equal(torch.rand(3), before)
+    b = O.deep_mlp(2, 4, "sigmoid", seed=5)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+def test_depth_symptoms():
+    vanishing, exploding, var = O.depth_symptoms()
+    # The sigmoid net learns only a constant: its loss ends at the MSE of the mean predictor,
+    # computed here independently by fitting a constant to the same targets.
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(32, 16, generator=g, dtype=f64)
+    y = torch.sin(x[:, :1])
+    assert math.isclose(var, ((y - y.mean()) ** 2).mean().item(), rel_tol=1e-12)
+    assert abs(vanishing.losses[-1] - var) < 1e-6 * var and vanishing.losses[0] > var
+    assert vanishing.rel_change[0] == 0.0 and vanishing.rel_change[-1] > 1e-2
+    assert 1e8 < exploding.losses[0] < 1e12
+    assert exploding.losses[1] == math.inf and math.isnan(exploding.losses[2])
 
 
 def test_train_deep_mlp_matches_torch_sgd():
@@ -271,49 +310,3 @@ def test_train_deep_mlp_matches_torch_sgd():
     lins = [m for m in ref if isinstance(m, nn.Linear)]
     rel = [((m.weight - w).norm() / w.norm()).item() for m, w in zip(lins, w0)]
     assert np.allclose(log.rel_change, rel, rtol=1e-10)
-
-
-# ---------------------------------------------------------------- Backpropagation Q1
-
-
-@pytest.mark.parametrize("sigmoid_output", [False, True])
-@pytest.mark.parametrize("act", ["tanh", "softplus"])
-def test_mlp_bce_grads_vs_autograd(sigmoid_output, act):
-    torch.manual_seed(1)
-    N, D, H = 7, 3, 5
-    phi, dphi = {
-        "tanh": (torch.tanh, lambda z: 1 - torch.tanh(z) ** 2),
-        "softplus": (nn.functional.softplus, torch.sigmoid),
-    }[act]
-    X = torch.randn(N, D, dtype=f64, requires_grad=True)
-    y = torch.randint(0, 2, (N,)).to(f64)
-    p = {
-        "W1": 0.3 * torch.randn(H, D, dtype=f64),
-        "b1": 0.1 * torch.randn(H, dtype=f64),
-        "W2": 0.05 * torch.randn(1, H, dtype=f64),
-        "b2": torch.tensor([0.4], dtype=f64),
-    }
-    p = {k: v.requires_grad_() for k, v in p.items()}
-    loss, ours = O.mlp_bce_grads(
-        X, y, **p, lam=0.3, phi=phi, dphi=dphi, sigmoid_output=sigmoid_output
-    )
-    assert torch.isfinite(loss)
-    auto = torch.autograd.grad(loss, [p["W1"], p["b1"], p["W2"], p["b2"], X])
-    for k, a in zip(["W1", "b1", "W2", "b2", "X"], auto):
-        assert ours[k].shape == a.shape
-        assert torch.allclose(ours[k], a, rtol=1e-10, atol=1e-12), k
-
-
-# ---------------------------------------------------------------- Backpropagation Q2-Q3
-
-
-def test_forward_difference_gradient():
-    W = torch.randn(3, 2, dtype=f64)
-    W_before = W.clone()
-    (g,) = O.forward_difference_gradient(lambda w: (w**2).sum(), W, eps=1e-3)
-    # (f(w + e) - f(w)) / e = 2 w + e exactly for f = w^2 (up to round-off)
-    assert torch.allclose(g, 2 * W + 1e-3, atol=1e-9)
-    assert torch.equal(W, W_before)
-    a = torch.randn(3, 2, dtype=f64)
-    (g,) = O.forward_difference_gradient(lambda w: (a * w).sum() + 1.0, W)
-    assert torch.allclose(g, a, atol=1e-8)

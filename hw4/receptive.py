@@ -1,0 +1,107 @@
+"""Receptive fields, measured and drawn (Summary questions: CNNs 2 and 3).
+
+The measurements backpropagate through the probe copy of a model that
+hw4.answers.empirical_receptive_field uses (weights 1, biases 0, max pools as
+average pools, pointwise layers removed), so they depend on the geometry only.
+Shapes: (C, H, W) input shapes; maps are (H, W) over the input.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from hw4 import answers, plots
+from hw4.threads import single_thread
+
+__all__ = [
+    "VARIANTS",
+    "growth_table",
+    "dilation_holes",
+    "influence_map",
+    "bounding_box",
+    "plot_influence",
+]
+
+
+def _conv(k: int, **kw) -> nn.Conv2d:
+    return nn.Conv2d(1, 1, k, **kw)
+
+
+# CNNs 2: single-channel stacks, one per way of growing the field (padding k // 2 * d).
+VARIANTS: dict[str, Callable[[], nn.Sequential]] = {
+    "4 x conv 3x3": lambda: nn.Sequential(*[_conv(3, padding=1) for _ in range(4)]),
+    "4 x conv 3x3, stride 2": lambda: nn.Sequential(
+        *[_conv(3, stride=2, padding=1) for _ in range(4)]
+    ),
+    "4 x conv 3x3, dilation 1,2,4,8": lambda: nn.Sequential(
+        *[_conv(3, dilation=2**i, padding=2**i) for i in range(4)]
+    ),
+    "3 x conv 3x3": lambda: nn.Sequential(*[_conv(3, padding=1) for _ in range(3)]),
+}
+
+
+@single_thread()
+def growth_table(size: int = 64) -> dict[str, tuple[int, int, int, int]]:
+    """name -> (RF, jump, output size, weights) of each VARIANTS model on a size x size input.
+
+    RF and jump are measured by backpropagation (empirical_receptive_field), the
+    output size by running the model itself, the weights counted from its modules.
+    """
+    rows = {}
+    for name, make in VARIANTS.items():
+        with torch.random.fork_rng(devices=[]):  # the layers' own init uses the global RNG
+            model = make().requires_grad_(False)
+        rf = answers.empirical_receptive_field(model, (1, size, size))
+        out = model(model[0].weight.new_zeros(1, 1, size, size)).shape[-1]
+        weights = sum(m.weight.numel() for m in model)
+        rows[name] = (rf.size[0], rf.jump[0], out, weights)
+    return rows
+
+
+@single_thread()
+def dilation_holes(dilation: int = 2) -> Tensor:
+    """influence_map of two single-channel 3x3 convolutions with the given dilation, on an
+    input 2 pixels larger than their span (4 * dilation + 1) on each side."""
+    with torch.random.fork_rng(devices=[]):
+        model = nn.Sequential(*[nn.Conv2d(1, 1, 3, dilation=dilation) for _ in range(2)])
+    n = 4 * dilation + 1 + 4
+    return influence_map(model, (1, n, n))
+
+
+@single_thread()
+def influence_map(model: nn.Sequential, input_shape: tuple) -> Tensor:
+    """(H, W) float64: how many paths lead from each input pixel to the central output pixel.
+
+    model, input_shape: as in empirical_receptive_field. The gradient of the probe's
+    central output pixel (summed over channels): with all weights 1 it counts paths,
+    a path through an average pool weighted by 1 / its window. Zero outside the field.
+    """
+    grads, _ = answers._probe_gradients(model, input_shape)
+    return grads[0]
+
+
+def bounding_box(m: Tensor) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the nonzero entries of m: (H, W)."""
+    rows, cols = m.ne(0).any(1).nonzero()[:, 0], m.ne(0).any(0).nonzero()[:, 0]
+    if len(rows) == 0:
+        raise ValueError("the map has no nonzero entry")
+    top, left = int(rows[0]), int(cols[0])
+    return top, left, int(rows[-1]) - top + 1, int(cols[-1]) - left + 1
+
+
+def plot_influence(m: Tensor, title: str) -> None:
+    """Heat map of an influence map m (H, W) (normalised to its maximum) and its bounding box."""
+    from matplotlib.patches import Rectangle
+
+    top, left, h, w = bounding_box(m)
+    fig, ax = plots.figure(3.0, 3.2)
+    fig.set_layout_engine("none")  # a fixed layout renders faster than the constrained one
+    ax.set_position((0.02, 0.02, 0.96, 0.84))
+    ax.imshow((m / m.max()).numpy(), cmap="magma", interpolation="nearest", vmin=0)
+    ax.add_patch(Rectangle((left - 0.5, top - 0.5), w, h, fill=False, ec="#00d0ff", lw=1))
+    ax.set_axis_off()
+    ax.set_title(f"{title}\n(blue: its {h} x {w} bounding box)", fontsize=8)
+    plots.show(fig, f"{title}; bounding box {h} x {w}")
