@@ -487,6 +487,7 @@ def _too_small(model: nn.Sequential, chw: tuple, why: str) -> ValueError:
     )
 
 
+@single_thread()  # small convolutions and reductions: threads cost more than they save
 def _probe_gradients(model: nn.Sequential, input_shape) -> tuple[Tensor, tuple[int, int, int]]:
     """Input gradients of two neighbouring output pixels of the probe copy of model.
 
@@ -508,10 +509,9 @@ def _probe_gradients(model: nn.Sequential, input_shape) -> tuple[Tensor, tuple[i
         raise _too_small(model, chw, f"the output is only {hw[0]}x{hw[1]}")
     probe = _probe(copy.deepcopy(model)).double()
     x = torch.zeros(2, *chw, dtype=torch.float64, requires_grad=True)
-    with single_thread():  # small convolutions: threads cost more than they save
-        out = probe(x)
-        i, j = (out.shape[-2] - 1) // 2, (out.shape[-1] - 1) // 2
-        (g,) = torch.autograd.grad(out[0, :, i, j].sum() + out[1, :, i + 1, j + 1].sum(), x)
+    out = probe(x)
+    i, j = (out.shape[-2] - 1) // 2, (out.shape[-1] - 1) // 2
+    (g,) = torch.autograd.grad(out[0, :, i, j].sum() + out[1, :, i + 1, j + 1].sum(), x)
     return g.sum(1), chw
 
 

@@ -173,7 +173,8 @@ def best_steps(sweep: EpsSweep) -> dict[torch.dtype, tuple[float, float]]:
 def plot_eps_sweep(sweep: EpsSweep) -> None:
     """Log-log plot of sweep.errors against sweep.eps, one curve per dtype, with guides of
     slope 2 (truncation, c * eps^2, drawn a decade above the data) and u / eps per dtype
-    (round-off, u = unit round-off). Shown with hw4.plots as a PNG.
+    (round-off, u = unit round-off). A curve with nan entries (steps that vanish in its
+    dtype) ends there; its legend entry says why. Shown with hw4.plots as a PNG.
 
     Drawn for speed (~40 ms): no layout engine, fixed ticks with plain-text labels (log
     axes' default mathtext labels cost ~50 ms more).
@@ -195,6 +196,8 @@ def plot_eps_sweep(sweep: EpsSweep) -> None:
         name = str(dtype).removeprefix("torch.")
         ax.loglog(eps, [u / e for e in eps], "--", color=color, lw=1, alpha=0.7)
         ax.text(at, 0.15 * u / at, "u/ε", color=color, fontsize=8, va="top")
+        if any(math.isnan(err) for err in errors):  # say why the curve stops
+            name += " (ends where\nx ± ε rounds to x)"
         ax.loglog(eps, errors, "o-", color=color, ms=4, label=name)
     ax.set_xlim(5e-13, 0.2)
     ax.set_ylim(1e-12, 10)
@@ -205,7 +208,7 @@ def plot_eps_sweep(sweep: EpsSweep) -> None:
     ax.set_yticklabels(["1e-12", "1e-8", "1e-4", "1"])
     ax.set_xlabel("step ε")
     ax.set_ylabel("max relative error")
-    ax.legend(loc="lower right", fontsize=8, frameon=False)
+    ax.legend(loc="lower left", fontsize=8, frameon=False)
     plots.show(fig, "relative error of central differences against eps, float64 and float32")
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -28,9 +28,13 @@ __all__ = [
     "hidden_grad_norms",
     "hidden_spread",
     "per_layer_factor",
+    "Decay",
+    "decay",
     "with_activation",
     "reinitialised",
+    "tanh_xavier",
     "relu_mlp",
+    "one_hidden_layer",
     "regression_data",
     "activation_curves",
     "Vanishing",
@@ -123,6 +127,26 @@ def per_layer_factor(norms: Tensor) -> float:
     return (norms[0] / norms[-1]).item() ** (1 / (len(norms) - 1))
 
 
+class Decay(NamedTuple):
+    """How a curve of per-layer gradient norms (A,) changes from the last layer to the first."""
+
+    per_layer: float  # per_layer_factor(norms)
+    first_last: float  # norms[0] / norms[-1]: first hidden layer over last
+    max_min: float  # norms.max() / norms.min(): the spread of the curve
+
+    def __str__(self) -> str:
+        return (
+            f"x {self.per_layer:.2f} per layer, first/last {self.first_last:.1g}, "
+            f"max/min {self.max_min:.1g}"
+        )
+
+
+def decay(norms: Tensor) -> Decay:
+    """Decay of norms (A,) with A >= 2, e.g. a hidden_grad_norms curve."""
+    return Decay(per_layer_factor(norms), (norms[0] / norms[-1]).item(),
+                 (norms.max() / norms.min()).item())  # fmt: skip
+
+
 def with_activation(model: nn.Sequential, activation: type[nn.Module]) -> nn.Sequential:
     """A deep copy of model with every ACTIVATIONS layer replaced by activation().
 
@@ -158,6 +182,22 @@ def reinitialised(model: nn.Sequential, seed: int) -> nn.Sequential:
     return net
 
 
+def tanh_xavier(model: nn.Sequential, seed: int) -> nn.Sequential:
+    """with_activation(model, nn.Tanh) with Glorot (Xavier) init, drawn from seed.
+
+    Every distinct Linear (shared modules stay shared) gets weights
+    ~ U(+-sqrt(6 / (fan_in + fan_out))), i.e. Var = 2 / (fan_in + fan_out) (gain 1, as in
+    Glorot and Bengio, 2010), and bias 0. model is not modified; the global RNG is left alone.
+    """
+    net = with_activation(model, nn.Tanh)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for m in dict.fromkeys(m for m in net if isinstance(m, nn.Linear)):  # distinct, in order
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+    return net
+
+
 @single_thread()
 def relu_mlp(d_in: int, hidden: int, n_hidden: int, d_out: int, seed: int = 0) -> nn.Sequential:
     """The pirate architecture done right: distinct layers, ReLU, He (Kaiming) init.
@@ -180,6 +220,15 @@ def relu_mlp(d_in: int, hidden: int, n_hidden: int, d_out: int, seed: int = 0) -
     return nn.Sequential(*layers)
 
 
+def one_hidden_layer(model: nn.Sequential, seed: int = 0) -> nn.Sequential:
+    """relu_mlp(d_in, hidden, 0, d_out, seed): Linear, ReLU, Linear (He init) with the
+    input, hidden and output sizes of model's first and last Linear layers; a control
+    that trains where a deep network of those sizes does not. model is not modified."""
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    first, last = linears[0], linears[-1]
+    return relu_mlp(first.in_features, first.out_features, 0, last.out_features, seed=seed)
+
+
 def regression_data(model: nn.Sequential, n: int, seed: int) -> tuple[Tensor, Tensor]:
     """A regression task for model that depends on the input, drawn from seed.
 
@@ -198,8 +247,8 @@ def activation_curves(model: nn.Sequential, x: Tensor, y: Tensor, seed: int) -> 
 
     model: an MLP Linear, act, [Linear, act] * n, Linear (shared modules allowed), as
     it is (use reinitialised(...) first for seed-independent weights), the same
-    weights with Tanh and with ReLU, and relu_mlp of the same sizes (He init, distinct
-    layers, drawn from seed).
+    weights with Tanh, tanh_xavier(model, seed), the same weights with ReLU, and
+    relu_mlp of the same sizes (He init, distinct layers, drawn from seed).
     """
     linears = [m for m in model if isinstance(m, nn.Linear)]
     he = relu_mlp(linears[0].in_features, linears[0].out_features, len(linears) - 2,
@@ -207,6 +256,7 @@ def activation_curves(model: nn.Sequential, x: Tensor, y: Tensor, seed: int) -> 
     return {
         "sigmoid (as given)": hidden_grad_norms(model, x, y),
         "tanh, same weights": hidden_grad_norms(with_activation(model, nn.Tanh), x, y),
+        "tanh + Xavier init": hidden_grad_norms(tanh_xavier(model, seed), x, y),
         "ReLU, same weights": hidden_grad_norms(with_activation(model, nn.ReLU), x, y),
         "ReLU + He init, distinct layers": hidden_grad_norms(he, x, y),
     }
@@ -283,7 +333,7 @@ def plot_grad_norms(curves: dict[str, Tensor], title: str) -> None:
     from matplotlib.ticker import MultipleLocator
 
     fig, ax = plots.figure(4.6, 2.5)
-    fig.set_layout_engine("none")
+    fig.set_layout_engine(None)  # fixed layout, no engine: savefig then draws once, not twice
     ax.set_position((0.13, 0.18, 0.84, 0.72))
     for name, norms in curves.items():
         ax.plot(range(1, len(norms) + 1), norms.detach().double().log10().numpy(), label=name)

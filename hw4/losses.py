@@ -18,6 +18,7 @@ __all__ = [
     "LossGrad",
     "l2_and_bce",
     "l2_sigmoid_peak",
+    "curvature_range",
     "DeadUnit",
     "dead_unit",
     "WEIGHT_DECAY_RUNS",
@@ -65,6 +66,28 @@ def l2_sigmoid_peak(y: float = 1.0, lo: float = -12.0, hi: float = 12.0, n: int 
     (grad,) = torch.autograd.grad(((torch.sigmoid(z) - y) ** 2).sum(), z)
     i = grad.abs().argmax()
     return torch.sigmoid(z[i]).item(), grad[i].abs().item()
+
+
+@single_thread()
+def curvature_range(
+    y: float = 1.0, lo: float = -12.0, hi: float = 12.0, n: int = 2_401
+) -> dict[str, tuple[float, float]]:
+    """(min, max) of d^2 L / dz^2 over a grid of n logits z in [lo, hi], by double autograd.
+
+    Keys: "l2" for L = (sigmoid(z) - y)^2, "bce" for binary cross-entropy on the logit
+    (F.binary_cross_entropy_with_logits). A negative min means L is not convex in z.
+    """
+    out = {}
+    target = torch.full((n,), y, dtype=torch.float64)
+    for name, loss_fn in {
+        "l2": lambda t: ((torch.sigmoid(t) - target) ** 2).sum(),
+        "bce": lambda t: F.binary_cross_entropy_with_logits(t, target, reduction="sum"),
+    }.items():
+        z = torch.linspace(lo, hi, n, dtype=torch.float64, requires_grad=True)
+        (grad,) = torch.autograd.grad(loss_fn(z), z, create_graph=True)
+        (second,) = torch.autograd.grad(grad.sum(), z)  # L is a sum of per-z terms
+        out[name] = (second.min().item(), second.max().item())
+    return out
 
 
 class DeadUnit(NamedTuple):

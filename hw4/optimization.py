@@ -46,6 +46,7 @@ __all__ = [
     "chain_derivative",
     "deep_mlp",
     "train_deep_mlp",
+    "DepthSymptoms",
     "depth_symptoms",
 ]
 
@@ -428,27 +429,40 @@ def train_deep_mlp(model: nn.Sequential, x: Tensor, y: Tensor, lr: float, steps:
         losses.append(loss.item())
         grads = torch.autograd.grad(loss, params)
         with torch.no_grad():
-            for p, g in zip(params, grads):
-                p -= lr * g
+            torch._foreach_add_(params, grads, alpha=-lr)  # p -= lr * g for every p, in one call
     with torch.no_grad():
         losses.append(((model(x) - y) ** 2).mean().item())
     rel = [((m.weight.detach() - w).norm() / w.norm()).item() for m, w in zip(linears, w0)]
     return TrainLog(losses, rel)
 
 
-@single_thread()
-def depth_symptoms(depth: int = 30, width: int = 16, samples: int = 32, seed: int = 1):
-    """Full-batch GD on two deep float64 MLPs, recording only losses and weights.
+class DepthSymptoms(NamedTuple):
+    """deep: TrainLog of the deep sigmoid MLP; shallow: of a 1-hidden-layer sigmoid MLP
+    (same data, learning rate and steps); exploding: of the deep linear MLP with weights
+    1.5 x orthogonal; best_constant: MSE of the best constant predictor, var(y)."""
 
-    Data: x ~ N(0, I) (samples, width), y = sin(x_1) (seeded). Networks (deep_mlp, depth
-    hidden layers): "sigmoid" with the default init, 2 steps of lr 0.1 (vanishing
-    gradients); "linear" with weights 1.5 x orthogonal, 2 steps of lr 1e-3 (exploding).
-    Returns (sigmoid TrainLog, linear TrainLog, variance of y), the variance being the
-    MSE of the best constant predictor.
+    deep: TrainLog
+    shallow: TrainLog
+    exploding: TrainLog
+    best_constant: float
+
+
+@single_thread()
+def depth_symptoms(
+    depth: int = 30, width: int = 16, samples: int = 32, steps: int = 10, seed: int = 1
+) -> DepthSymptoms:
+    """Full-batch GD on three float64 MLPs (deep_mlp), recording only losses and weights.
+
+    Data: x ~ N(0, I) (samples, width), y = sin(x_1) (samples, 1), seeded. Networks:
+    "sigmoid" with depth hidden layers and with 1 (the shallow control), default init,
+    steps steps of lr 0.1 each (vanishing gradients: the deep one learns only a constant);
+    "linear" with depth layers of weights 1.5 x orthogonal, 2 steps of lr 1e-3 (exploding).
     """
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(samples, width, generator=g, dtype=torch.float64)
     y = torch.sin(x[:, :1])
-    vanishing = train_deep_mlp(deep_mlp(depth, width, "sigmoid"), x, y, lr=0.1, steps=2)
+    deep, shallow = (
+        train_deep_mlp(deep_mlp(n, width, "sigmoid"), x, y, lr=0.1, steps=steps) for n in (depth, 1)
+    )
     exploding = train_deep_mlp(deep_mlp(depth, width, "linear", gain=1.5), x, y, lr=1e-3, steps=2)
-    return vanishing, exploding, y.var(unbiased=False).item()
+    return DepthSymptoms(deep, shallow, exploding, y.var(unbiased=False).item())

@@ -1,7 +1,7 @@
 """Evidence helpers for the Sequence models questions (both notebooks).
 
-- ``compare_with_nn_embedding``: a home-made embedding class against nn.Embedding
-  (initialisation, output, weight gradient).
+- ``compare_with_nn_embedding``: a home-made lookup (a table tensor, indexed) against
+  nn.Embedding (initialisation, output, table gradient).
 - ``tbptt_dependence``: what full BPTT, TBPTT and "just limit the length" do to a
   loss at the end of the second chunk of a sequence.
 
@@ -11,7 +11,7 @@ changes the global random state.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -29,42 +29,41 @@ __all__ = [
 
 
 class EmbeddingCheck(NamedTuple):
-    same_init: bool  # same seed -> same weights as nn.Embedding
-    same_output: bool  # same rows looked up
-    same_grad: bool  # dL/dweight equal to nn.Embedding's
-    grad_is_scatter_add: bool  # dL/dweight[v] = sum of dL/dy_p over positions p with x_p = v
-    one_hot_product: bool  # output == one_hot(indices) @ weight
+    same_init: bool  # the table equals nn.Embedding's weights built from the same seed
+    same_output: bool  # the lookup returned nn.Embedding's rows
+    same_grad: bool  # dL/dtable equal to nn.Embedding's dL/dweight
+    grad_is_scatter_add: bool  # dL/dtable[v] = sum of dL/dy_p over positions p with x_p = v
+    one_hot_product: bool  # output == one_hot(indices) @ nn.Embedding's weights
 
 
 def compare_with_nn_embedding(
-    cls: Callable[[int, int], nn.Module], V: int = 5, D: int = 3, seed: int = 0
+    table: Tensor, indices: Tensor, out: Tensor, seed: int = 0
 ) -> EmbeddingCheck:
-    """Build cls(V, D) and nn.Embedding(V, D) from the same seed and compare them.
+    """Compare a home-made lookup, out = f(table, indices), with nn.Embedding(V, D).
 
-    Indices (2, 3) with repeated and unused rows; upstream gradient G (2, 3, D).
-    The scatter-add oracle is index_add_ of G into a (V, D) zero table; the one-hot
-    oracle is the product of a (2, 3, V) one-hot tensor with nn.Embedding's table.
+    table: (V, D) leaf tensor that requires grad, drawn from torch seed ``seed``;
+    indices: (*) integer tensor; out: (*, D), computed from table and indices.
+    The reference nn.Embedding(V, D) is built after torch.manual_seed(seed). The
+    upstream gradient G (*, D) comes from a local generator; the scatter-add oracle
+    is index_add_ of G into a (V, D) zero table, the one-hot oracle is the product
+    of a (*, V) one-hot tensor with the reference weights.
     """
+    V, D = table.shape
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         ref = nn.Embedding(V, D)
-        torch.manual_seed(seed)
-        ours = cls(V, D)
-        G = torch.randn(2, 3, D)
-    idx = torch.tensor([[0, V - 2, V - 2], [V - 1, V - 2, 0]])  # rows 1..V-3 unused
-    same_init = torch.equal(ours.weight.detach(), ref.weight.detach())
-    out, out_ref = ours(idx), ref(idx)
-    same_output = out.shape == (2, 3, D) and torch.equal(out, out_ref)
+    G = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed + 1))
+    out_ref = ref(indices)
     # Scalar losses sum(out * G): passing G as grad_outputs would make torch import sympy (~0.3 s).
-    (grad,) = torch.autograd.grad((out * G).sum(), ours.weight)
+    (grad,) = torch.autograd.grad((out * G).sum(), table, retain_graph=True)
     (grad_ref,) = torch.autograd.grad((out_ref * G).sum(), ref.weight)
-    scatter = torch.zeros(V, D).index_add_(0, idx.flatten(), G.reshape(-1, D))
+    scatter = torch.zeros(V, D).index_add_(0, indices.flatten(), G.reshape(-1, D))
     return EmbeddingCheck(
-        same_init,
-        same_output,
+        torch.equal(table.detach(), ref.weight.detach()),
+        out.shape == out_ref.shape and torch.equal(out, out_ref),
         torch.allclose(grad, grad_ref),
         torch.allclose(grad, scatter),
-        torch.allclose(out, F.one_hot(idx, V).to(out.dtype) @ ref.weight),
+        torch.allclose(out, F.one_hot(indices, V).to(out.dtype) @ ref.weight),
     )
 
 

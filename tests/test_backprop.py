@@ -106,6 +106,18 @@ def test_plot_eps_sweep_is_a_small_deterministic_png(monkeypatch):
     assert "float64" in alt and "float32" in alt
 
 
+def test_plot_eps_sweep_legend_says_why_a_curve_ends(monkeypatch):
+    figs = []
+    monkeypatch.setattr(plots, "show", lambda fig, alt: figs.append(fig))
+    sweep = BP.eps_error_sweep()
+    BP.plot_eps_sweep(sweep)
+    labels = [t.get_text() for t in figs[0].axes[0].get_legend().get_texts()]
+    # float32 has steps that vanish (nan), float64 has none: only float32's entry explains.
+    assert any(math.isnan(e) for e in sweep.errors[torch.float32])
+    assert not any(math.isnan(e) for e in sweep.errors[f64])
+    assert labels[0] == "float64" and labels[1].startswith("float32") and "rounds to x" in labels[1]
+
+
 # ---------------------------------------------------------------- Part 3, Backpropagation Q3
 
 

@@ -120,6 +120,21 @@ def test_relu_mlp_distinct_layers_and_he_init():
     w = linears[2].weight
     assert abs(w.std().item() - (2 / 256) ** 0.5) < 0.05 * (2 / 256) ** 0.5
     assert all((m.bias == 0).all() for m in linears)
+    shallow = relu_mlp(7, 16, 0, 2)  # one hidden layer: the control of the notebooks
+    assert [type(m) for m in shallow] == [nn.Linear, nn.ReLU, nn.Linear]
+
+
+def test_one_hidden_layer_has_the_models_sizes_and_learns_where_the_deep_model_cannot():
+    model = _pirate(reps=30, width=32)  # sizes 6 -> 32 -> 1
+    net = depth.one_hidden_layer(model, seed=5)
+    assert [type(m) for m in net] == [nn.Linear, nn.ReLU, nn.Linear]
+    assert (net[0].in_features, net[0].out_features, net[2].out_features) == (6, 32, 1)
+    ref = relu_mlp(6, 32, 0, 1, seed=5)
+    assert all(torch.equal(p, q) for p, q in zip(net.parameters(), ref.parameters()))
+    x, y = depth.regression_data(model, 16, seed=1)
+    deep = depth.train_losses(model, x, y, steps=40, lr=0.02)
+    shallow = depth.train_losses(net, x, y, steps=40, lr=0.02)
+    assert min(deep) > 1 - 1e-6 and shallow[-1] < 0.5  # same steps: only the shallow one fits
 
 
 def _pirate(reps=5, width=16):
@@ -158,6 +173,24 @@ def test_reinitialised_keeps_sharing_is_seeded_and_touches_nothing_else():
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters()))
 
 
+def test_tanh_xavier_is_glorot_uniform_keeps_sharing_and_touches_nothing_else():
+    model = _pirate(reps=3, width=64)
+    before = copy.deepcopy(model.state_dict())
+    state = torch.get_rng_state()
+    a, b = depth.tanh_xavier(model, seed=2), depth.tanh_xavier(model, seed=2)
+    assert torch.equal(state, torch.get_rng_state())
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert [type(m) for m in a][1::2] == [nn.Tanh] * 4 and a[2] is a[4] is a[6]
+    for lin in (a[0], a[2], a[-1]):  # fan_in + fan_out = 70, 128, 65
+        fan = lin.in_features + lin.out_features
+        bound, w = (6 / fan) ** 0.5, lin.weight
+        assert w.abs().max() <= bound and (lin.bias == 0).all()
+        if w.numel() > 1000:  # 64 x 64: the uniform's variance 2 / fan within 10 %
+            assert abs(w.var().item() - 2 / fan) < 0.1 * 2 / fan and w.abs().max() > 0.99 * bound
+    assert not torch.equal(depth.tanh_xavier(model, seed=3)[2].weight, a[2].weight)
+
+
 def test_hidden_spread_and_vanishing_against_plain_forward_passes():
     model = _pirate(reps=14)
     x, y = torch.randn(8, 6), torch.randn(8, 1)
@@ -183,6 +216,15 @@ def test_hidden_spread_and_vanishing_against_plain_forward_passes():
 
 def test_per_layer_factor():
     assert depth.per_layer_factor(torch.tensor([1e-6, 1e-4, 1e-2, 1.0])) == pytest.approx(0.01)
+
+
+def test_decay():
+    d = depth.decay(torch.tensor([1e-6, 1e-3, 1e-4, 1e-2, 1.0], dtype=torch.float64))
+    assert d.per_layer == pytest.approx(10 ** (-6 / 4)) and d.first_last == pytest.approx(1e-6)
+    assert d.max_min == pytest.approx(1e6)
+    up = depth.decay(torch.tensor([4.0, 1.0, 2.0]))  # first/last 2 over 2 layers; dips to 1
+    assert up == (pytest.approx(2**0.5), pytest.approx(2.0), pytest.approx(4.0))
+    assert "per layer" in str(up)
 
 
 def test_regression_data_is_seeded_and_depends_on_the_input():
@@ -231,10 +273,13 @@ def test_activation_curves_names_and_shapes():
     x, y = torch.randn(8, 6), torch.randn(8, 1)
     curves = depth.activation_curves(model, x, y, seed=0)
     assert list(curves) == [
-        "sigmoid (as given)", "tanh, same weights", "ReLU, same weights",
+        "sigmoid (as given)", "tanh, same weights", "tanh + Xavier init", "ReLU, same weights",
         "ReLU + He init, distinct layers",
     ]  # fmt: skip
     assert all(g.shape == (5,) for g in curves.values())
+    assert torch.equal(
+        curves["tanh + Xavier init"], hidden_grad_norms(depth.tanh_xavier(model, seed=0), x, y)
+    )
     assert torch.equal(curves["sigmoid (as given)"], hidden_grad_norms(model, x, y))
     assert torch.equal(
         curves["tanh, same weights"], hidden_grad_norms(with_activation(model, nn.Tanh), x, y)

@@ -27,6 +27,7 @@ def test_growth_table_matches_the_analytic_field_the_size_formula_and_the_weight
     # the hand-computed values quoted in the notebooks
     assert table["4 x conv 3x3, stride 2"] == (31, 16, 4, 36)  # 1+2(1+2+4+8) = 31
     assert table["4 x conv 3x3, dilation 1,2,4,8"] == (31, 1, 64, 36)
+    assert table["4 x conv 3x3, dilation 2"] == (17, 1, 64, 36)  # constant d: 1 + 4 * 2 * 2, linear
 
 
 def test_helpers_leave_the_global_rng_and_thread_count_alone():
@@ -69,6 +70,8 @@ def test_influence_map_of_the_notebook_cnn():
     # the map repeats with period 16 inside the box.
     box = m[top : top + h, left : left + w]
     assert torch.allclose(box[:16, :16], box[16:32, 48:64]) and (box > 0).all()
+    # the dark seams between the 16 x 16 blocks are fewer paths, not holes
+    assert receptive.zeros_inside(m) == 0 and box[:, 15].min() > 0 and box[:, 15].max() < box.max()
 
 
 def test_dilation_holes():
@@ -77,6 +80,15 @@ def test_dilation_holes():
     assert (h, w) == (9, 9) and int(m.ne(0).sum()) == 25
     used = m[top : top + 9, left : left + 9].ne(0)
     assert used[::2, ::2].all() and not used[1::2].any() and not used[:, 1::2].any()
+
+
+def test_zeros_inside():
+    m = torch.zeros(6, 7)
+    m[1, 2] = m[4, 5] = 1.0  # box 4 x 4 with 2 nonzero entries
+    assert receptive.zeros_inside(m) == 14
+    m[2:4, 3:5] = 2.0
+    assert receptive.zeros_inside(m) == 10
+    assert receptive.zeros_inside(receptive.dilation_holes(2)) == 81 - 25
 
 
 def test_bounding_box():

@@ -7,10 +7,24 @@ from torch import nn
 from hw4.answers import Embedding
 from hw4.sequences import MODES, compare_with_nn_embedding, tbptt_dependence
 
+IDS = torch.tensor([[0, 3, 3], [4, 3, 0]])  # repeated rows (0, 3) and unused rows (1, 2)
+
+
+def _table(V=5, D=3, seed=0, draw=torch.randn):
+    return draw(V, D, generator=torch.Generator().manual_seed(seed)).requires_grad_()
+
+
+def test_indexed_table_passes_every_check():
+    table = _table()
+    assert all(compare_with_nn_embedding(table, IDS, table[IDS]))
+    table = _table(7, 2, seed=3)
+    assert all(compare_with_nn_embedding(table, IDS + 2, table[IDS + 2], seed=3))
+
 
 def test_answers_embedding_passes_every_check():
-    assert all(compare_with_nn_embedding(Embedding))
-    assert all(compare_with_nn_embedding(Embedding, V=7, D=2, seed=3))
+    torch.manual_seed(3)
+    emb = Embedding(7, 2)
+    assert all(compare_with_nn_embedding(emb.weight, IDS, emb(IDS), seed=3))
 
 
 class _Overwrite(torch.autograd.Function):
@@ -30,35 +44,25 @@ class _Overwrite(torch.autograd.Function):
         return out, None
 
 
-class _BuggyGrad(nn.Module):
-    def __init__(self, V, D):
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(V, D))
-
-    def forward(self, idx):
-        return _Overwrite.apply(self.weight, idx)
-
-
-class _UniformInit(nn.Module):
-    def __init__(self, V, D):
-        super().__init__()
-        self.weight = nn.Parameter(torch.rand(V, D))
-
-    def forward(self, idx):
-        return self.weight[idx]
-
-
 def test_wrong_embeddings_are_caught():
-    bug = compare_with_nn_embedding(_BuggyGrad)
-    assert bug.same_init and bug.same_output  # randn draws like nn.Embedding's normal_
+    table = _table()
+    bug = compare_with_nn_embedding(table, IDS, _Overwrite.apply(table, IDS))
+    assert bug.same_init and bug.same_output and bug.one_hot_product
     assert not bug.same_grad and not bug.grad_is_scatter_add
-    uni = compare_with_nn_embedding(_UniformInit)
+    uniform = _table(draw=torch.rand)
+    uni = compare_with_nn_embedding(uniform, IDS, uniform[IDS])
     assert not uni.same_init and not uni.same_output and not uni.one_hot_product
+    assert uni.same_grad and uni.grad_is_scatter_add  # indexing is right, only the init differs
+    shifted = compare_with_nn_embedding(table, IDS, table[(IDS + 1) % 5])
+    assert shifted.same_init and not shifted.same_output and not shifted.grad_is_scatter_add
+    doubled = compare_with_nn_embedding(table, IDS, 2 * table[IDS])
+    assert not doubled.same_output and not doubled.same_grad
 
 
 def test_helpers_leave_the_global_rng_alone():
     state = torch.get_rng_state()
-    compare_with_nn_embedding(Embedding)
+    table = _table()
+    compare_with_nn_embedding(table, IDS, table[IDS])
     tbptt_dependence("TBPTT")
     assert torch.equal(torch.get_rng_state(), state)
 
