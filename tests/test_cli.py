@@ -32,7 +32,7 @@ def test_run_nb_failure_exits_1_and_leaves_the_notebook(tmp_path: Path):
     before = path.read_bytes()
     proc = main_py("run-nb", str(path))
     assert proc.returncode == 1
-    assert "Part9_Broken.ipynb: code cell 2 (execution count 2) failed" in proc.stderr
+    assert "Part9_Broken.ipynb: cell 2 (execution count 2) failed" in proc.stderr
     assert "UsageError: Line magic function `%notamagic` not found." in proc.stderr
     assert "FAILED (the notebook file was not changed)" in proc.stderr
     assert path.read_bytes() == before
