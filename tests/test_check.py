@@ -292,13 +292,17 @@ def test_missing_notebook(tmp_path: Path):
 # --------------------------------------------------------------------------------------
 
 
-def test_main_check_reports_per_notebook(capsys):
+def test_main_check_reports_per_notebook_with_its_budget(capsys):
     import main
 
     code = main.main(["check"])
     results = check.check_project(ROOT)
     out = capsys.readouterr().out
-    assert out.strip() == check.format_report(results)
-    assert code == (1 if any(results.values()) else 0)
+    assert out.strip() == check.format_report(results, check.project_budgets(ROOT))
+    assert code == (1 if any(results.values()) else 0)  # completeness only, not the budget
     for name in results:
         assert re.search(rf"^{re.escape(name)}: (OK|\d+ problems?)$", out, re.M)
+    # Issue 9's figures, per notebook, for information.
+    assert len(re.findall(r"^  budget \(information\): \d+ answer words \(longest \d+, cell \d+\); "
+                          r"\d+ evidence cells, median [\d.]+ lines, longest \d+ \(cell \d+ "
+                          r"\(execution count \d+\)\)$", out, re.M)) == len(results), out
