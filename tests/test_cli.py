@@ -51,14 +51,14 @@ def _stderr_lines(capsys) -> list[str]:
 # --------------------------------------------------------------------------------------
 
 
-def test_run_nb_failure_exits_1_and_leaves_the_notebook(tmp_path: Path):
+def test_run_nb_failure_exits_1_and_leaves_the_notebook(tmp_path: Path, capsys):
     path = _write(tmp_path / "Part9_Broken.ipynb", code("x = 1"), code("%notamagic"))
     before = path.read_bytes()
-    proc = main_py("run-nb", str(path))
-    assert proc.returncode == 1
-    assert "Part9_Broken.ipynb: cell 2 (execution count 2) failed" in proc.stderr
-    assert "UsageError: Line magic function `%notamagic` not found." in proc.stderr
-    assert "FAILED (the notebook file was not changed)" in proc.stderr
+    assert main.main(["run-nb", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "Part9_Broken.ipynb: cell 2 (execution count 2) failed" in err
+    assert "UsageError: Line magic function `%notamagic` not found." in err
+    assert "FAILED (the notebook file was not changed)" in err
     assert path.read_bytes() == before
 
 

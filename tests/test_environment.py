@@ -146,3 +146,15 @@ def test_pytest_runs_without_xdist():
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "test_pytest_runs_without_xdist" in proc.stdout
+
+
+def test_tooling_lives_in_nbtools_only():
+    # hw4/ holds the homework's code; the notebook tooling is imported from nbtools/ only.
+    tooling = re.compile(r"^\s*(from|import) (nbformat|nbclient|nbconvert|jupyter_client)\b", re.M)
+    in_hw4 = [p.name for p in (ROOT / "hw4").glob("*.py") if tooling.search(p.read_text())]
+    assert not in_hw4, f"notebook tooling in hw4/: {in_hw4}"
+    old = re.compile(r"\bhw4\.(runner|check|questions|budget)\b|from hw4 import (runner|check)")
+    files = [*ROOT.glob("*.py"), *ROOT.glob("benchmarks/*.py"), *ROOT.glob("tests/*.py"),
+             *ROOT.glob("nbtools/*.py")]  # fmt: skip
+    stale = [p.name for p in files if old.search(p.read_text(encoding="utf-8"))]
+    assert not stale, f"tooling imported from hw4: {stale}"
