@@ -309,3 +309,16 @@ def test_prepare_submission_out_naming_a_file_is_one_line(tmp_path, capsys):
     out.write_text("x")
     assert main.main(["prepare-submission", "--id", "1", "--skip-run", "--out", str(out)]) == 1
     assert _stderr_lines(capsys) == [f"--out {out}: not a folder"]
+
+
+def test_check_and_run_nb_name_notebooks_that_are_not_the_homework(tmp_path, monkeypatch, capsys):
+    project = _project(tmp_path)  # with a JupyterLab duplicate, Part3_SummaryQuestions-Copy1
+    monkeypatch.setattr(main, "ROOT", project)
+    assert main.main(["check"]) == 0
+    note = "(not homework notebooks)"
+    assert f"note: not checked: Part3_SummaryQuestions-Copy1.ipynb {note}" in capsys.readouterr().err
+    ran = []
+    monkeypatch.setattr(main, "run_notebooks", lambda paths, *a: ran.append(paths) or 0)
+    assert main.main(["run-nb"]) == 0
+    assert [p.name for p in ran[0]] == ["Part3_SummaryQuestions.ipynb", "Part4_SummaryQuestions.ipynb"]
+    assert f"note: not run: Part3_SummaryQuestions-Copy1.ipynb {note}" in capsys.readouterr().err
