@@ -23,6 +23,13 @@ XFAIL_EXECUTE: dict[str, str] = {}
 # tests/test_check.py: `python main.py check` finds problems in the notebook.
 XFAIL_CHECK: dict[str, str] = {}
 
+# tests/test_budget.py: the notebook exceeds a length budget of nbtools/budget.py.
+_LONG = "issue 9: answers being shortened"
+XFAIL_BUDGET: dict[str, str] = {
+    "Part3_SummaryQuestions": _LONG,
+    "Part4_SummaryQuestions": _LONG,
+}
+
 NOTEBOOK_STEMS = questions.available()
 
 
