@@ -24,11 +24,7 @@ XFAIL_EXECUTE: dict[str, str] = {}
 XFAIL_CHECK: dict[str, str] = {}
 
 # tests/test_budget.py: the notebook exceeds a length budget of nbtools/budget.py.
-_LONG = "issue 9: answers being shortened"
-XFAIL_BUDGET: dict[str, str] = {
-    "Part3_SummaryQuestions": _LONG,
-    "Part4_SummaryQuestions": _LONG,
-}
+XFAIL_BUDGET: dict[str, str] = {}
 
 NOTEBOOK_STEMS = questions.available()
 
