@@ -1,10 +1,11 @@
-# Set-up is automatic: `make run` and `make test` create .venv from the pinned
-# requirements.txt on first use (and again whenever requirements.txt changes).
+# Set-up is automatic: `make run` and `make test` create .venv from the lock,
+# requirements.txt, on first use (and again, from scratch, whenever the lock changes).
 #   make run        execute both notebooks headless, save outputs, HTML copies in html/
 #   make test       ruff + pytest (the notebooks run in temporary copies)
 #   make check      static check of the notebooks' answers
 #   make benchmark  notebook time/memory vs. floor (table for the README)
-#   make clean      remove .venv, html/ and caches
+#   make lock       re-lock requirements.in -> requirements.txt (+ environment.yml)
+#   make clean      remove .venv, html/, caches, checkpoints and submission zips
 
 SHELL := /bin/bash
 # Python 3.11 to create .venv with: python3.11, else python3 if it is 3.11.
@@ -12,8 +13,12 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+LOCK_VENV := .venv-lock
+PIP_TOOLS := pip-tools==7.6.2
+# pytest-xdist: one worker per core (pytest itself runs without it, too).
+PYTEST_ARGS ?= -n auto
 
-.PHONY: all run test lint check benchmark clean
+.PHONY: all run test lint check benchmark lock clean python-3.11
 all: test
 
 run: $(STAMP)
@@ -23,7 +28,7 @@ run: $(STAMP)
 test: $(STAMP)
 	@status=0; \
 	echo "$(PY) -m ruff check ."; $(PY) -m ruff check . || status=1; \
-	echo "$(PY) -m pytest"; $(PY) -m pytest || status=$$?; \
+	echo "$(PY) -m pytest $(PYTEST_ARGS)"; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
 	exit $$status
 
 lint: $(STAMP)
@@ -35,16 +40,29 @@ check: $(STAMP)
 benchmark: $(STAMP)
 	$(PY) benchmarks/notebooks.py
 
-$(STAMP): requirements.txt
+python-3.11:
 	@if [ -z "$(PYTHON)" ] || ! command -v "$(PYTHON)" >/dev/null; then \
 	  echo "error: Python 3.11 not found (PYTHON=$(PYTHON)). Install it, or name one: make PYTHON=/path/to/python3.11 $(MAKECMDGOALS)" >&2; exit 1; fi
 	@if ! "$(PYTHON)" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then \
 	  echo "error: $(PYTHON) is Python $$("$(PYTHON)" -c 'import platform; print(platform.python_version())'), this project needs 3.11: make PYTHON=/path/to/python3.11 $(MAKECMDGOALS)" >&2; exit 1; fi
-	@if ! $(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then \
-	  echo "Creating $(VENV) with $(PYTHON)"; rm -rf $(VENV); "$(PYTHON)" -m venv $(VENV); fi
-	$(PY) -m pip install --disable-pip-version-check -r requirements.txt
+
+# From scratch: a package dropped from the lock must not stay behind. --no-deps: exactly
+# the lock, nothing resolved at install time; `pip check` proves the lock is complete.
+$(STAMP): requirements.txt
+	@$(MAKE) --no-print-directory python-3.11
+	@echo "Creating $(VENV) with $(PYTHON) from requirements.txt (about a minute)"
+	rm -rf $(VENV)
+	"$(PYTHON)" -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements.txt
+	$(PY) -m pip check --disable-pip-version-check
 	@touch $@
 
+lock: python-3.11
+	@test -x $(LOCK_VENV)/bin/python || "$(PYTHON)" -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(PIP_TOOLS)
+	$(LOCK_VENV)/bin/python tools/lock.py
+
 clean:
-	rm -rf $(VENV) html .pytest_cache .ruff_cache .hypothesis
-	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	rm -rf $(VENV) $(LOCK_VENV) html .pytest_cache .ruff_cache .hypothesis
+	rm -f hw4-*.zip hw4-*.zip.part
+	find . -path ./.git -prune -o \( -name __pycache__ -o -name .ipynb_checkpoints \) -type d -prune -exec rm -rf {} +

@@ -70,11 +70,11 @@ def compare(stem: str, repeat: int) -> tuple[float, float, float, float]:
     )
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("stems", nargs="*", help="notebook stems (default: all)")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each; the best counts")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     rows = []
     for stem in args.stems or questions.available():

@@ -6,6 +6,9 @@ Measured on the saved notebook against its question file:
   with ``**Answer:**`` (their total per notebook, and the longest cell);
 - evidence cells: code cells that are not given by the question file (a
   completed given template counts as given); their non-blank lines.
+
+Cells are named as JupyterLab numbers them (all cells from 1), a code cell with its
+execution count beside. ``python main.py check`` prints the figures, for information.
 """
 
 from __future__ import annotations
@@ -33,6 +36,19 @@ class Budget:
     evidence_median_lines: float
     evidence_longest_lines: int
     longest_evidence_cell: int | None  # 1-based cell number
+    longest_evidence_count: int | None = None  # its execution count
+
+    @property
+    def answer_cell_label(self) -> str:
+        return f"cell {self.longest_answer_cell}"
+
+    @property
+    def evidence_cell_label(self) -> str:
+        count = self.longest_evidence_count
+        return (
+            f"cell {self.longest_evidence_cell} "
+            f"(execution count {count if count is not None else '-'})"
+        )
 
     def problems(self) -> list[str]:
         """The budgets this notebook exceeds, one line each."""
@@ -41,7 +57,7 @@ class Budget:
             out.append(f"answers have {self.answer_words} words (budget {MAX_ANSWER_WORDS})")
         if self.longest_answer > MAX_ANSWER_CELL_WORDS:
             out.append(
-                f"cell {self.longest_answer_cell}: answer of {self.longest_answer} words "
+                f"{self.answer_cell_label}: answer of {self.longest_answer} words "
                 f"(budget {MAX_ANSWER_CELL_WORDS})"
             )
         if self.evidence_median_lines > MAX_EVIDENCE_MEDIAN_LINES:
@@ -51,17 +67,22 @@ class Budget:
             )
         if self.evidence_longest_lines > MAX_EVIDENCE_LINES:
             out.append(
-                f"cell {self.longest_evidence_cell}: evidence cell of "
+                f"{self.evidence_cell_label}: evidence cell of "
                 f"{self.evidence_longest_lines} lines (budget {MAX_EVIDENCE_LINES})"
             )
         return out
 
     def summary(self) -> str:
-        return (
-            f"{self.answer_words} answer words (longest {self.longest_answer}); "
-            f"{self.evidence_cells} evidence cells, median {self.evidence_median_lines:g} "
-            f"lines, longest {self.evidence_longest_lines}"
-        )
+        answers = f"{self.answer_words} answer words"
+        if self.longest_answer_cell is not None:
+            answers += f" (longest {self.longest_answer}, {self.answer_cell_label})"
+        evidence = f"{self.evidence_cells} evidence cells"
+        if self.longest_evidence_cell is not None:
+            evidence += (
+                f", median {self.evidence_median_lines:g} lines, longest "
+                f"{self.evidence_longest_lines} ({self.evidence_cell_label})"
+            )
+        return f"{answers}; {evidence}"
 
 
 def _norm(source: str) -> str:
@@ -98,7 +119,7 @@ def measure(nb, qfile: Q.QuestionFile) -> Budget:
     """The budget figures of notebook ``nb`` (an nbformat node or a dict)."""
     given = _given_code(qfile)
     answers: list[tuple[int, int]] = []  # (words, cell number)
-    evidence: list[tuple[int, int]] = []  # (lines, cell number)
+    evidence: list[tuple[int, int, int | None]] = []  # (lines, cell number, execution count)
     for n, cell in enumerate(nb["cells"], start=1):
         source = cell.get("source", "")
         if isinstance(source, list):
@@ -108,15 +129,18 @@ def measure(nb, qfile: Q.QuestionFile) -> Budget:
         if cell.get("cell_type") == "markdown" and source.lstrip().startswith(ANSWER_MARK):
             answers.append((len(source.split()), n))
         elif cell.get("cell_type") == "code" and source.strip() and not _is_given(source, given):
-            evidence.append((sum(1 for ln in source.splitlines() if ln.strip()), n))
-    longest = max(answers, default=(0, None))
-    longest_ev = max(evidence, default=(0, None))
+            lines = sum(1 for ln in source.splitlines() if ln.strip())
+            evidence.append((lines, n, cell.get("execution_count")))
+    longest = max(answers, key=lambda a: a[0], default=(0, None))
+    # The first of the longest (max() of tuples would prefer the last cell).
+    longest_ev = max(evidence, key=lambda e: e[0], default=(0, None, None))
     return Budget(
         answer_words=sum(w for w, _ in answers),
         longest_answer=longest[0],
         longest_answer_cell=longest[1],
         evidence_cells=len(evidence),
-        evidence_median_lines=statistics.median([n for n, _ in evidence]) if evidence else 0,
+        evidence_median_lines=statistics.median([e[0] for e in evidence]) if evidence else 0,
         evidence_longest_lines=longest_ev[0],
         longest_evidence_cell=longest_ev[1],
+        longest_evidence_count=longest_ev[2],
     )

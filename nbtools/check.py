@@ -6,7 +6,8 @@ problems, one readable line each (empty: all good). It checks that
 
 - the header cells, every ``### Section`` heading and every question's given
   blocks (markdown and code) appear verbatim and in order (trailing whitespace
-  per line and blank edges are ignored);
+  per line and blank edges are ignored); a given cell that was edited is named,
+  with its first line that differs;
 - the cell right after a question's last given block is a markdown cell that
   starts with ``**Answer:**`` and says something; a true/false question's answer
   has one verdict line (``**True.**`` / ``**False.**``) per statement;
@@ -17,17 +18,30 @@ problems, one readable line each (empty: all good). It checks that
   ``raise NotImplementedError``), no error is stored in an output, and the code
   cells were executed once, top to bottom (execution counts 1..n), on the
   ``python3`` kernel.
+
+Cells are named as JupyterLab numbers them (all cells from 1), a code cell with its
+execution count beside: ``cell 7 (execution count 3)``.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 
 import nbformat
 
+from nbtools import budget
 from nbtools import questions as Q
-from nbtools.runner import NotebookError, first_line, is_usage_error, read, strip_ansi
+from nbtools.runner import (
+    NotebookError,
+    cell_label,
+    first_line,
+    is_usage_error,
+    read,
+    strip_ansi,
+    validation_problem,
+)
 
 ANSWER_MARK = "**Answer:**"
 PLACEHOLDERS = ("YOUR ANSWER HERE", "raise NotImplementedError")
@@ -41,6 +55,7 @@ _VERDICT = re.compile(
 )
 _ADDRESS = re.compile(r"\bat 0x[0-9a-fA-F]{6,}")
 RUN_HINT = "run `python main.py run-nb` to execute it top to bottom on python3"
+SIMILAR = 0.6  # difflib ratio above which a cell counts as an edited given cell
 
 
 def _norm(source: str) -> str:
@@ -104,7 +119,7 @@ def _answer_problems(q: Q.Question, cells: list, j: int) -> list[str]:
     if cell.get("cell_type") != "markdown" or not source.lstrip().startswith(ANSWER_MARK):
         return [
             f"{q.key}: no {ANSWER_MARK} cell right after the question "
-            f'(cell {j + 1} is {cell.get("cell_type")}: "{_short(source, 40)}")'
+            f'({cell_label({"cells": cells}, j)} is {cell.get("cell_type")}: "{_short(source, 40)}")'
         ]
     if not source.lstrip()[len(ANSWER_MARK) :].strip():
         return [f"{q.key}: empty answer (cell {j + 1} has only {ANSWER_MARK})"]
@@ -119,10 +134,52 @@ def _answer_problems(q: Q.Question, cells: list, j: int) -> list[str]:
     return []
 
 
+def _edited(block: Q.Block, cells: list, start: int, intact: set[int]) -> tuple[int, str] | None:
+    """(index, first difference) of the cell from ``start`` on most like ``block``, if one is
+    close enough to be the given cell, edited (not an intact given cell, not an answer)."""
+    want = _norm(block.source).splitlines()
+    best, best_ratio = None, SIMILAR
+    for i in range(start, len(cells)):
+        cell = cells[i]
+        source = cell.get("source", "")
+        if cell.get("cell_type") != block.kind or i in intact or not isinstance(source, str):
+            continue
+        if source.lstrip().startswith(ANSWER_MARK):
+            continue
+        ratio = difflib.SequenceMatcher(None, want, _norm(source).splitlines()).ratio()
+        if ratio > best_ratio:
+            best, best_ratio = i, ratio
+    if best is None:
+        return None
+    return best, _first_difference(block, cells[best].get("source", ""))
+
+
+def _first_difference(block: Q.Block, source: str) -> str:
+    if _is_template(block):  # its code lines must be there, in order, among others
+        lines = [ln.rstrip() for ln in source.splitlines()]
+        it = iter(lines)
+        for needle in _code_lines(block.source):
+            if not any(needle == h for h in it):
+                return f'the given line "{_short(needle, 70)}" is missing'
+        return "its given lines are out of order"
+    want, got = _norm(block.source).splitlines(), _norm(source).splitlines()
+    for n, (w, g) in enumerate(zip(want, got), start=1):
+        if w.rstrip() != g.rstrip():
+            return f'line {n} is "{_short(g, 70)}", given "{_short(w, 70)}"'
+    if len(got) < len(want):
+        return f'line {len(got) + 1} "{_short(want[len(got)], 70)}" is missing (the cell ends)'
+    return f'line {len(want) + 1} "{_short(got[len(want)], 70)}" was added'
+
+
 def _structure_problems(nb, qfile: Q.QuestionFile) -> list[str]:
     cells = nb.cells
     problems: list[str] = []
     pos = 0  # cells before pos are consumed
+    given = list(qfile.header) + [
+        b for it in qfile.items for b in (it.blocks if isinstance(it, Q.Question) else [it])
+    ]
+    # Cells that are some given block, unchanged: never taken for an edited one.
+    intact = {i for i, c in enumerate(cells) if any(_matches(b, c) for b in given)}
 
     def find(block: Q.Block, label: str) -> int | None:
         """Index of the next cell matching block (advancing pos), or None."""
@@ -134,9 +191,17 @@ def _structure_problems(nb, qfile: Q.QuestionFile) -> list[str]:
         earlier = next((i for i in range(pos) if _matches(block, cells[i])), None)
         what = f'given {block.kind} cell "{_short(block.source)}"'
         if earlier is not None:
-            problems.append(f"{label}: {what} is out of order (found at cell {earlier + 1})")
-        else:
-            problems.append(f"{label}: missing {what}")
+            problems.append(
+                f"{label}: {what} is out of order (found at {cell_label(nb, earlier)})"
+            )
+            return None
+        edited = _edited(block, cells, pos, intact)
+        if edited is not None:
+            i, difference = edited
+            problems.append(f"{label}: {what} was changed ({cell_label(nb, i)}): {difference}")
+            pos = i + 1
+            return i
+        problems.append(f"{label}: missing {what}")
         return None
 
     for block in qfile.header:
@@ -161,34 +226,35 @@ def _cell_problems(nb) -> list[str]:
     counts: list[tuple[int, int | None]] = []  # (cell number, execution count)
     for n, cell in enumerate(nb.cells, start=1):
         kind, source = cell.get("cell_type"), cell.get("source", "")
+        where = cell_label(nb, n - 1)
         for ph in PLACEHOLDERS:
             if ph in source:
-                problems.append(f'cell {n}: placeholder "{ph}" left')
+                problems.append(f'{where}: placeholder "{ph}" left')
         if kind != "code":
             continue
         for ln in source.splitlines():
             if _COMMENTED_PLACEHOLDER.match(ln):
-                problems.append(f'cell {n}: placeholder "{ln.strip()}" left')
+                problems.append(f'{where}: placeholder "{ln.strip()}" left')
         if not source.strip():
-            problems.append(f"cell {n}: empty code cell (delete it)")
+            problems.append(f"{where}: empty code cell (delete it)")
             continue
         counts.append((n, cell.get("execution_count")))
         for out in cell.get("outputs", []):
             otype = out.get("output_type")
             if otype == "error":
                 problems.append(
-                    f"cell {n}: stored error output: "
+                    f"{where}: stored error output: "
                     f"{out.get('ename', '?')}: {strip_ansi(str(out.get('evalue', '')))}"
                 )
             elif is_usage_error(out):
-                problems.append(f"cell {n}: stored error output: {_short(''.join(out['text']), 100)}")
+                problems.append(f"{where}: stored error output: {_short(''.join(out['text']), 100)}")
             text = out.get("text", "") or out.get("data", {}).get("text/plain", "")
             if isinstance(text, list):
                 text = "".join(text)
             address = _ADDRESS.search(text)
             if address:
                 problems.append(
-                    f"cell {n}: output shows a memory address ({address.group()}): "
+                    f"{where}: output shows a memory address ({address.group()}): "
                     "it changes on every run"
                 )
     if counts and all(c is None for _, c in counts):
@@ -208,12 +274,9 @@ def _cell_problems(nb) -> list[str]:
 def check_nb(nb: nbformat.NotebookNode, qfile: Q.QuestionFile) -> list[str]:
     """Problems of an in-memory notebook against its question file."""
     problems: list[str] = []
-    try:
-        nbformat.validate(nb)
-    except nbformat.ValidationError as e:
-        return [f"not a valid notebook: {_short(str(e.message), 150)}"]
-    except Exception as e:  # a malformed structure nbformat cannot even validate
-        return [f"not a valid notebook: {_short(str(e) or type(e).__name__, 150)}"]
+    invalid = validation_problem(nb)
+    if invalid:
+        return [invalid]
     name = nb.get("metadata", {}).get("kernelspec", {}).get("name")
     if name != "python3":
         problems.append(
@@ -245,7 +308,22 @@ def check_project(root: str | Path) -> dict[str, list[str]]:
     return {f"{stem}.ipynb": check_notebook(root / f"{stem}.ipynb") for stem in Q.available()}
 
 
-def format_report(results: dict[str, list[str]]) -> str:
+def project_budgets(root: str | Path) -> dict[str, budget.Budget | None]:
+    """The length budgets (:mod:`nbtools.budget`) per notebook; None if it cannot be read."""
+    root, out = Path(root), {}
+    for stem in Q.available():
+        try:
+            out[f"{stem}.ipynb"] = budget.measure(read(root / f"{stem}.ipynb"), Q.load(stem))
+        except NotebookError:
+            out[f"{stem}.ipynb"] = None
+    return out
+
+
+def format_report(
+    results: dict[str, list[str]], budgets: dict[str, budget.Budget | None] | None = None
+) -> str:
+    """Problems per notebook; with ``budgets``, each notebook's length figures too (for
+    information: they are no problems)."""
     lines = []
     for name, problems in results.items():
         if problems:
@@ -253,4 +331,8 @@ def format_report(results: dict[str, list[str]]) -> str:
             lines += [f"  - {p}" for p in problems]
         else:
             lines.append(f"{name}: OK")
+        b = (budgets or {}).get(name)
+        if b is not None:
+            lines.append(f"  budget (information): {b.summary()}")
+            lines += [f"    over budget: {p}" for p in b.problems()]
     return "\n".join(lines)

@@ -10,30 +10,47 @@ the wall time, per-cell times). What it guarantees:
   is installed elsewhere on the machine;
 - the working directory is the notebook's folder (so ``import hw4`` works), and
   extra import paths can be given (the tests run a copy in a temporary folder);
-- every cell has a timeout (:data:`CELL_TIMEOUT`), and so has kernel start-up;
+- every cell has a timeout (:data:`CELL_TIMEOUT` unless given), and so has kernel start-up;
 - a failing cell, including one that fails through an IPython ``UsageError``
   (a bad ``%magic``), raises :class:`NotebookError` whose message is the failure
-  report (notebook, code-cell number, execution count, source, ``ename: evalue``,
-  traceback without ANSI colours);
-- the source file is written only with ``save=True``, only on success, and
-  atomically; the saved file carries no timing metadata and no interpreter patch
-  version, so executing an unchanged (seeded) notebook again writes the same bytes.
+  report (notebook, cell number as in JupyterLab, execution count, source,
+  ``ename: evalue``, traceback without ANSI colours);
+- a file that is not a version-4 notebook, or an invalid one, is a one-line
+  :class:`NotebookError` that names the cell;
+- the source file is written only with ``save=True``, only on success, only if it
+  and its folder may be written (a file without write bits is never replaced, not
+  even by root), and atomically; the saved file carries no timing metadata and no
+  interpreter patch version, so executing an unchanged (seeded) notebook again
+  writes the same bytes;
+- nothing is left behind: when the run ends, however it ends (an error, Ctrl-C,
+  SIGTERM, SIGHUP), the kernel and every process it started are ended and the
+  kernel's files (connection file with its key, stderr log) are removed. SIGTERM
+  and SIGHUP raise :class:`Interrupted` (a ``KeyboardInterrupt``) during a run.
+
+Cells are numbered as JupyterLab's status bar numbers them: all cells, from 1; a
+code cell's execution count is shown beside its number (:func:`cell_label`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
+import errno
 import json
 import os
 import re
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
+import psutil
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 from nbclient.exceptions import (
@@ -48,6 +65,7 @@ CELL_TIMEOUT = 300  # seconds per cell (nbclient's default is no limit at all)
 STARTUP_TIMEOUT = 60  # seconds for the kernel to start and answer
 SOURCE_LINES = 6  # lines of a failing cell's source shown in the report
 RERUN_KEY = "nbtools_rerun_of"  # metadata of a cell copy run by run(rerun_reversed=True)
+END_GRACE = 1.0  # seconds between SIGTERM and SIGKILL when ending the kernel's processes
 
 PYTHON3_KERNELSPEC = {
     "display_name": "Python 3 (ipykernel)",
@@ -65,10 +83,13 @@ KERNEL_ENV = {
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 # Kernel stderr lines that are noise, not diagnosis.
 _KERNEL_NOISE = re.compile(r"Kernel is running over TCP without encryption|^\s*$")
+_CELL_TYPES = ("code", "markdown", "raw")
+# IPython's traceback marks the failing line: "----> 3 assert x == 2".
+_ARROW = re.compile(r"^-+> *(\d+) (.*)$", re.M)
 
 
 class NotebookError(Exception):
-    """A notebook could not be read or executed; ``str(err)`` is the report."""
+    """A notebook could not be read, executed or saved; ``str(err)`` is the report."""
 
 
 def strip_ansi(text: str) -> str:
@@ -77,10 +98,14 @@ def strip_ansi(text: str) -> str:
 
 @dataclass
 class CellTime:
-    number: int  # 1-based position among the notebook's code cells
+    number: int  # 1-based position among all cells (JupyterLab's numbering)
     execution_count: int | None
     seconds: float
     first_line: str
+
+    @property
+    def label(self) -> str:
+        return _label(self.number, "code", self.execution_count)
 
 
 @dataclass
@@ -89,9 +114,23 @@ class Execution:
     nb: nbformat.NotebookNode
     seconds: float
     cells: list[CellTime] = field(default_factory=list)
+    saved_bytes: int | None = None  # size of the file written by save=True
 
     def slowest(self, n: int = 3) -> list[CellTime]:
         return sorted(self.cells, key=lambda c: c.seconds, reverse=True)[:n]
+
+
+def _label(number: int, cell_type: str | None, count) -> str:
+    if cell_type != "code":
+        return f"cell {number}"
+    return f"cell {number} (execution count {count if count is not None else '-'})"
+
+
+def cell_label(nb, index: int) -> str:
+    """``"cell 7 (execution count 3)"``: JupyterLab's number of ``nb.cells[index]`` (all cells
+    from 1) and, for a code cell, its execution count (``-`` if it has none)."""
+    cell = nb["cells"][index]
+    return _label(index + 1, cell.get("cell_type"), cell.get("execution_count"))
 
 
 # --------------------------------------------------------------------------------------
@@ -100,7 +139,7 @@ class Execution:
 
 
 def read(path: str | os.PathLike) -> nbformat.NotebookNode:
-    """Read a notebook; a clear NotebookError (one line) if it is not one."""
+    """Read a version-4 notebook; a clear one-line NotebookError if it is not one."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -114,13 +153,78 @@ def read(path: str | os.PathLike) -> nbformat.NotebookNode:
         raise NotebookError(
             f"{path.name}: malformed JSON: {e.msg} (line {e.lineno}, column {e.colno})"
         ) from None
-    if not isinstance(data, dict) or "cells" not in data or "nbformat" not in data:
-        raise NotebookError(f"{path.name}: not a notebook: no 'cells' and 'nbformat' keys")
+    problem = structure_problem(data, path.name)
+    if problem:
+        raise NotebookError(f"{path.name}: {problem}")
     try:
         nb = nbformat.reads(text, as_version=4)
     except Exception as e:  # nbformat's NBFormatError, ValidationError, KeyError, ...
         raise NotebookError(f"{path.name}: not a valid notebook: {_one_line(e)}") from None
+    problem = validation_problem(nb)
+    if problem:
+        raise NotebookError(f"{path.name}: {problem}")
     return nb
+
+
+def structure_problem(data, name: str = "the notebook") -> str | None:
+    """What makes parsed JSON ``data`` unreadable as a version-4 notebook (None: nothing).
+
+    Checked before nbformat sees it, so that the message names the cell and the field.
+    """
+    if not isinstance(data, dict) or "cells" not in data and "worksheets" not in data:
+        return "not a notebook: no 'cells' and 'nbformat' keys"
+    version = data.get("nbformat")
+    if not isinstance(version, int):
+        return "not a notebook: no 'nbformat' version number"
+    if version != 4:
+        hint = (
+            f"convert it: jupyter nbconvert --to notebook --nbformat 4 --inplace {name}"
+            if version < 4
+            else "this tool reads version 4"
+        )
+        return f"nbformat {version} notebook, not version 4: {hint}"
+    if not isinstance(data.get("metadata"), dict):
+        return "not a valid notebook: the notebook has no 'metadata' object"
+    cells = data["cells"]
+    if not isinstance(cells, list):
+        return "not a valid notebook: 'cells' is not a list"
+    for i, cell in enumerate(cells, start=1):
+        if not isinstance(cell, dict):
+            return f"not a valid notebook: cell {i} is not an object"
+        kind = cell.get("cell_type")
+        if kind not in _CELL_TYPES:
+            return f"not a valid notebook: cell {i} has cell_type {kind!r} (code, markdown or raw)"
+        if not isinstance(cell.get("metadata"), dict):
+            return f"not a valid notebook: cell {i} has no 'metadata' object (every cell needs one)"
+        source = cell.get("source")
+        if not (
+            isinstance(source, str)
+            or isinstance(source, list)
+            and all(isinstance(s, str) for s in source)
+        ):
+            return (
+                f"not a valid notebook: cell {i}: 'source' is {type(source).__name__}, "
+                "not text (a string or a list of strings)"
+            )
+    return None
+
+
+def validation_problem(nb) -> str | None:
+    """nbformat's schema check of ``nb``, one line naming the cell (None: valid)."""
+    try:
+        nbformat.validate(nb)
+    except nbformat.ValidationError as e:
+        where = list(getattr(e, "absolute_path", []) or [])
+        prefix = ""
+        if len(where) >= 2 and where[0] == "cells" and isinstance(where[1], int):
+            prefix = f"cell {where[1] + 1}: "
+            where = where[2:]
+        if where:
+            prefix += "/".join(str(w) for w in where) + ": "
+        return f"not a valid notebook: {prefix}{_one_line(e, 120)}"
+    except Exception as e:  # a structure nbformat cannot even validate
+        return f"not a valid notebook: {_one_line(e, 120)}"
+    return None
 
 
 def _one_line(e: BaseException, n: int = 150) -> str:
@@ -129,27 +233,70 @@ def _one_line(e: BaseException, n: int = 150) -> str:
     return line if len(line) <= n else line[: n - 3] + "..."
 
 
+def unwritable(path: str | os.PathLike) -> str | None:
+    """Why ``path`` must not be (re)written, or None.
+
+    A file without any write bit (``chmod a-w``) is write-protected, and a folder
+    without any write bit is read-only, for root too (root's permission to ignore
+    the bits is no reason to overwrite what a user protected).
+    """
+    path = Path(path)
+    folder = path.parent
+    if path.is_dir():
+        return f"{path} is a folder"
+    if path.exists():
+        mode = path.stat().st_mode
+        if not mode & 0o222:
+            return f"{path.name} is write-protected (no write permission)"
+        if not os.access(path, os.W_OK):
+            return f"no permission to write {path.name}"
+    if not folder.exists():
+        return f"folder {folder} does not exist"
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    if not folder.stat().st_mode & 0o222 or not os.access(folder, os.W_OK | os.X_OK):
+        return f"folder {folder} is read-only"
+    return None
+
+
 def _replace_atomically(path: Path, write_to) -> None:
     """Call write_to(text file) on a temp file beside path, then move it over path.
 
-    A crash never leaves a half-written file behind, and concurrent writers never
-    share a temp file.
+    A crash never leaves a half-written file behind, concurrent writers never share
+    a temp file, and a write-protected file or read-only folder is left alone
+    (PermissionError). Signals are held back until the file is complete or removed.
     """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    reason = unwritable(path)
+    if reason:
+        raise PermissionError(errno.EACCES, reason, str(path))
+    with deferred_signals():
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            # mkstemp makes the file private (0600): keep the old file's mode, else 0644.
+            os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o644)
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+                write_to(f)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def write(nb: nbformat.NotebookNode, path: str | os.PathLike) -> int:
+    """Write the notebook atomically; returns its size in bytes. NotebookError if it cannot."""
+    path = Path(path)
+    text = nbformat.writes(nb)
+    text += "" if text.endswith("\n") else "\n"  # as nbformat.write
     try:
-        # mkstemp makes the file private (0600): keep the old file's mode, else 0644.
-        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            write_to(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        _replace_atomically(path, lambda f: f.write(text))
+    except OSError as e:
+        raise NotebookError(f"{path.name}: not saved: {e.strerror or e}") from None
+    return len(text.encode("utf-8"))
 
 
-def write(nb: nbformat.NotebookNode, path: str | os.PathLike) -> None:
-    """Write the notebook atomically."""
-    _replace_atomically(Path(path), lambda f: nbformat.write(nb, f))
+def output_bytes(cell) -> int:
+    """Size of a cell's outputs as saved (JSON)."""
+    return len(json.dumps(cell.get("outputs", []), ensure_ascii=False).encode("utf-8"))
 
 
 def is_usage_error(output: dict) -> bool:
@@ -180,8 +327,130 @@ def normalize(nb: nbformat.NotebookNode) -> None:
 
 
 # --------------------------------------------------------------------------------------
+# Signals
+# --------------------------------------------------------------------------------------
+
+SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+_deferring = 0
+_pending: int | None = None
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP arrived (raised by the handlers of :func:`interruptible`)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+
+def _raise_interrupted(signum, frame):
+    global _pending
+    if _deferring:
+        _pending = _pending or signum
+        return
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def interruptible():
+    """SIGINT, SIGTERM and SIGHUP raise :class:`Interrupted` inside the block.
+
+    Only signals whose handler is the default one are taken over (a caller's own
+    handlers are kept), and only in the main thread (the only one signals reach).
+    """
+    taken = {}
+    if threading.current_thread() is threading.main_thread():
+        for s in SIGNALS:
+            if signal.getsignal(s) in (signal.SIG_DFL, signal.default_int_handler):
+                taken[s] = signal.signal(s, _raise_interrupted)
+    try:
+        yield
+    finally:
+        for s, handler in taken.items():
+            signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def deferred_signals():
+    """Hold back Interrupted inside the block (an atomic save, a clean-up); raise it after."""
+    global _deferring, _pending
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+        if not _deferring and _pending is not None:
+            signum, _pending = _pending, None
+            raise Interrupted(signum)
+
+
+# --------------------------------------------------------------------------------------
 # Execution
 # --------------------------------------------------------------------------------------
+
+
+class _KernelProcesses:
+    """The kernel's process, its process group, and the processes seen under it."""
+
+    def __init__(self):
+        self.pid: int | None = None
+        self.pgid: int | None = None
+        self.seen: dict[int, psutil.Process] = {}
+        self.stopping = False  # set when the run is interrupted: run no further cell
+
+    def launched(self, pid: int | None, pgid: int | None) -> None:
+        self.pid, self.pgid = pid, pgid
+        if pid is not None:
+            self._remember(pid)
+
+    def _remember(self, pid: int) -> None:
+        with contextlib.suppress(psutil.Error):
+            self.seen.setdefault(pid, psutil.Process(pid))
+
+    def snapshot(self) -> None:
+        """Remember the kernel's descendants (they outlive it if it exits first)."""
+        if self.pid is None:
+            return
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(self.pid).children(recursive=True):
+                self.seen.setdefault(child.pid, child)
+
+    def _group(self, sig: int) -> None:
+        if self.pgid is not None and self.pgid > 1 and self.pgid != os.getpgrp():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pgid, sig)
+
+    def end(self, grace: float = END_GRACE) -> None:
+        """End the kernel and everything it started: SIGTERM, then SIGKILL after ``grace`` s."""
+        self.snapshot()
+        alive = [p for p in self.seen.values() if _running(p)]
+        self._group(signal.SIGTERM)
+        for p in alive:
+            with contextlib.suppress(psutil.Error):
+                p.terminate()
+        _, alive = psutil.wait_procs(alive, timeout=grace)
+        self._group(signal.SIGKILL)
+        for p in alive:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        psutil.wait_procs(alive, timeout=grace)
+
+
+def _running(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+class _Stopped(Exception):
+    """The run was interrupted: the executor runs no further cell."""
 
 
 class _ThisInterpreterKernelManager(AsyncKernelManager):
@@ -189,10 +458,12 @@ class _ThisInterpreterKernelManager(AsyncKernelManager):
 
     Its stderr goes to a file (``stderr_path``): ipykernel's start-up warnings
     stay off the terminal, and a dying kernel's last words go into the report.
+    ``on_launch(pid, pgid)`` is told the kernel's process once it is started.
     """
 
     extra_env: dict[str, str] = {}
     stderr_path: str | None = None
+    on_launch = None
 
     @property
     def kernel_spec(self) -> KernelSpec:
@@ -211,17 +482,25 @@ class _ThisInterpreterKernelManager(AsyncKernelManager):
             # Opened for the Popen call only; the child keeps its own descriptor.
             with open(self.stderr_path, "ab") as err:
                 kw["stderr"] = err
-                return await super()._async_launch_kernel(kernel_cmd, **kw)
-        return await super()._async_launch_kernel(kernel_cmd, **kw)
+                info = await super()._async_launch_kernel(kernel_cmd, **kw)
+        else:
+            info = await super()._async_launch_kernel(kernel_cmd, **kw)
+        if self.on_launch is not None:
+            prov = self.provisioner
+            self.on_launch(getattr(prov, "pid", None), getattr(prov, "pgid", None))
+        return info
 
 
 class _Executor(ExecutePreprocessor):
-    """ExecutePreprocessor that times code cells and catches UsageErrors."""
+    """ExecutePreprocessor that times code cells, catches UsageErrors, and keeps its kernel's
+    files in ``workdir`` and its processes in ``processes``."""
 
-    def __init__(self, *, kernel_env: dict[str, str], stderr_path: str, **kw):
+    def __init__(self, *, kernel_env: dict[str, str], workdir: str, **kw):
         super().__init__(**kw)
         self._kernel_env = kernel_env
-        self._stderr_path = stderr_path
+        self._workdir = workdir
+        self.stderr_path = os.path.join(workdir, "kernel-stderr.log")
+        self.processes = _KernelProcesses()
         self.cell_times: list[CellTime] = []
         self.failure: tuple[int, dict] | None = None  # (cell index, execute_reply content)
         self.current: int | None = None
@@ -229,11 +508,23 @@ class _Executor(ExecutePreprocessor):
     def create_kernel_manager(self):
         km = _ThisInterpreterKernelManager(kernel_name="python3", config=self.config)
         km.extra_env = self._kernel_env
-        km.stderr_path = self._stderr_path
+        km.stderr_path = self.stderr_path
+        # The connection file holds the kernel's key: in our folder, removed with it.
+        km.connection_file = os.path.join(self._workdir, "kernel-connection.json")
+        km.on_launch = self.processes.launched
         self.km = km
         return km
 
+    def _cleanup_kernel(self):
+        # Before the kernel is shut down: what it started may outlive it.
+        self.processes.snapshot()
+        if self.processes.stopping:
+            self.shutdown_kernel = "immediate"
+        return super()._cleanup_kernel()
+
     def preprocess_cell(self, cell, resources, index):
+        if self.processes.stopping:
+            raise _Stopped()
         self.current = index
         if cell.cell_type != "code":
             return super().preprocess_cell(cell, resources, index)
@@ -247,7 +538,7 @@ class _Executor(ExecutePreprocessor):
                 raise CellExecutionError("", ename, evalue)
         self.cell_times.append(
             CellTime(
-                number=_code_number(self.nb, cell.metadata.get(RERUN_KEY, index)),
+                number=cell.metadata.get(RERUN_KEY, index) + 1,
                 execution_count=cell.get("execution_count"),
                 seconds=seconds,
                 first_line=first_line(cell.source),
@@ -260,10 +551,6 @@ def first_line(source: str) -> str:
     """The first non-blank line of source, stripped ("" if there is none)."""
     lines = [ln for ln in source.strip().splitlines() if ln.strip()]
     return lines[0].strip() if lines else ""
-
-
-def _code_number(nb, index: int) -> int:
-    return sum(1 for c in nb.cells[: index + 1] if c.cell_type == "code")
 
 
 def _indent(text: str, prefix: str = "    ") -> str:
@@ -298,27 +585,64 @@ def failure_report(
     traceback_label: str = "traceback",
 ) -> str:
     """The report for a failed cell (``index``: position in ``nb.cells``)."""
+    traceback = list(traceback)
+    tb = strip_ansi("\n".join(traceback)).strip("\n")
+    if ename == "AssertionError" and not str(evalue).strip():
+        # A bare `assert` says nothing: name the line that failed.
+        arrows = _ARROW.findall(tb)
+        if arrows:
+            evalue = f"(no message) line {arrows[-1][0]}: {arrows[-1][1].strip()}"
     if index is None or not 0 <= index < len(nb.cells):
         parts = [f"{name}: {headline}", f"  {ename}: {evalue}".rstrip()]
     else:
         cell = nb.cells[index]
-        count = cell.get("execution_count")
-        number = _code_number(nb, index)
         rerun_of = cell.get("metadata", {}).get(RERUN_KEY)
+        number = index + 1
         if rerun_of is not None:  # a copy appended by run(rerun_reversed=True)
-            number = _code_number(nb, rerun_of)
+            number = rerun_of + 1
             headline = f"{headline} when re-run in reverse order after a full run"
         parts = [
-            f"{name}: code cell {number} "
-            f"(execution count {count if count is not None else '-'}) {headline}",
+            f"{name}: {_label(number, 'code', cell.get('execution_count'))} {headline}",
             "  source:",
             _source_excerpt(cell.source),
             f"  {ename}: {evalue}".rstrip(),
         ]
-    tb = strip_ansi("\n".join(traceback)).strip("\n")
     if tb:
         parts += [f"  {traceback_label}:", _indent(tb)]
     return "\n".join(parts)
+
+
+def _execute(ep: _Executor, nb, resources) -> None:
+    """ep.preprocess in a worker thread; the calling thread waits and takes the signals.
+
+    On any exception in the caller (Interrupted, KeyboardInterrupt, ...), the kernel
+    and everything it started are ended, the worker is let finish, and the exception
+    goes on. The worker's own exception is raised in the caller.
+    """
+    box: dict[str, BaseException] = {}
+
+    def work():
+        try:
+            ep.preprocess(nb, resources)
+        except BaseException as e:  # handed to the caller
+            box["error"] = e
+        finally:  # the event loop nbclient made for this thread
+            with contextlib.suppress(Exception):
+                asyncio.get_event_loop_policy().get_event_loop().close()
+
+    worker = threading.Thread(target=work, name="nbtools-kernel", daemon=True)
+    worker.start()
+    try:
+        worker.join()
+    except BaseException:
+        with deferred_signals():
+            ep.processes.stopping = True
+            ep.processes.end()
+            worker.join(timeout=30)
+            ep.processes.end()  # a kernel that was still starting up
+        raise
+    if "error" in box:
+        raise box["error"]
 
 
 def run(
@@ -335,20 +659,27 @@ def run(
     """Execute the notebook at ``path`` on a fresh kernel of this interpreter.
 
     path: the notebook (read unless ``nb`` is given; its name labels the report).
-    save: write the executed notebook back to ``path`` (only on success).
+    save: write the executed notebook back to ``path`` (only on success; checked
+        before anything runs: a write-protected file or read-only folder is an error).
     cwd: the kernel's working directory, by default the notebook's folder.
     pythonpath: folders put first on the kernel's PYTHONPATH.
+    timeout: seconds per cell.
     rerun_reversed: after the full run, execute every code cell once more, last to
         first, in the same kernel (a student re-running cells out of order); the extra
         executions are not kept in the returned notebook, and cannot be saved.
-    Returns an Execution; raises NotebookError with the failure report.
+    Returns an Execution; raises NotebookError with the failure report, and
+    Interrupted (or KeyboardInterrupt) after ending the kernel's processes.
     """
     path = Path(path).resolve()
+    if rerun_reversed and save:
+        raise ValueError("rerun_reversed=True cannot be saved: it is a test of the notebook")
+    if save:
+        reason = unwritable(path)
+        if reason:
+            raise NotebookError(f"{path.name}: not run: it could not be saved: {reason}")
     if nb is None:
         nb = read(path)
     if rerun_reversed:
-        if save:
-            raise ValueError("rerun_reversed=True cannot be saved: it is a test of the notebook")
         n_cells = len(nb.cells)
         nb = copy.deepcopy(nb)
         code = [i for i, c in enumerate(nb.cells) if c.cell_type == "code"]
@@ -364,8 +695,7 @@ def run(
     if paths:
         env["PYTHONPATH"] = os.pathsep.join(paths)
 
-    with tempfile.TemporaryDirectory(prefix="hw4-kernel-") as tmp:
-        stderr_path = os.path.join(tmp, "kernel-stderr.log")
+    with interruptible(), tempfile.TemporaryDirectory(prefix="hw4-kernel-") as tmp:
         ep = _Executor(
             kernel_name="python3",
             timeout=timeout,
@@ -373,7 +703,7 @@ def run(
             record_timing=False,
             allow_errors=False,
             kernel_env=env,
-            stderr_path=stderr_path,
+            workdir=tmp,
         )
 
         def on_cell_error(cell, cell_index, execute_reply):
@@ -382,7 +712,7 @@ def run(
         ep.on_cell_error = on_cell_error
         start = time.perf_counter()
         try:
-            ep.preprocess(nb, {"metadata": {"path": str(cwd)}})
+            _execute(ep, nb, {"metadata": {"path": str(cwd)}})
         except CellExecutionError as e:
             index, content = ep.failure if ep.failure else (ep.current, {})
             raise NotebookError(
@@ -402,7 +732,8 @@ def run(
                     nb,
                     ep.current,
                     "CellTimeoutError",
-                    f"the cell ran longer than {timeout} s (nbtools.runner.CELL_TIMEOUT)",
+                    f"the cell ran longer than {timeout} s (the limit per cell: "
+                    "run-nb --timeout SECONDS)",
                     headline="timed out",
                 )
             ) from None
@@ -414,7 +745,7 @@ def run(
                     ep.current,
                     "DeadKernelError",
                     "the kernel died (out of memory? a crash in native code?)",
-                    [_kernel_stderr(stderr_path)],
+                    [_kernel_stderr(ep.stderr_path)],
                     headline="killed the kernel",
                     traceback_label="kernel stderr",
                 )
@@ -424,16 +755,18 @@ def run(
             detail = strip_ansi(str(e)).strip() or type(e).__name__
             raise NotebookError(
                 f"{path.name}: the kernel could not run: {detail}\n"
-                + _indent(_kernel_stderr(stderr_path))
+                + _indent(_kernel_stderr(ep.stderr_path))
             ) from None
+        finally:
+            with deferred_signals():
+                ep.processes.end()  # what the cells started and left running
         seconds = time.perf_counter() - start
 
-    if rerun_reversed:
-        del nb.cells[n_cells:]
-    normalize(nb)
-    if save:
-        write(nb, path)
-    return Execution(path=path, nb=nb, seconds=seconds, cells=ep.cell_times)
+        if rerun_reversed:
+            del nb.cells[n_cells:]
+        normalize(nb)
+        saved = write(nb, path) if save else None
+    return Execution(path=path, nb=nb, seconds=seconds, cells=ep.cell_times, saved_bytes=saved)
 
 
 # --------------------------------------------------------------------------------------

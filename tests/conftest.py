@@ -23,6 +23,9 @@ XFAIL_EXECUTE: dict[str, str] = {}
 # tests/test_check.py: `python main.py check` finds problems in the notebook.
 XFAIL_CHECK: dict[str, str] = {}
 
+# tests/test_budget.py: the notebook exceeds a length budget of nbtools/budget.py.
+XFAIL_BUDGET: dict[str, str] = {}
+
 NOTEBOOK_STEMS = questions.available()
 
 

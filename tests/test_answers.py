@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import warnings
 from types import SimpleNamespace
 
@@ -21,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 from torch.autograd import Function, gradcheck, gradgradcheck
+from torch.autograd.gradcheck import GradcheckError
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from hw4.answers import (
@@ -347,11 +349,41 @@ def test_part4_notebook_cell():
     assert torch.allclose(W_grad1, W.grad) and torch.allclose(b_grad1, b.grad)
 
 
+def assert_gradcheck(check, fn, inputs, names=("X", "W", "b")) -> None:
+    """check (gradcheck or gradgradcheck) passes; else one short line naming the gradient,
+    not gradcheck's full Jacobians (hundreds of lines)."""
+    try:
+        check(fn, inputs, raise_exception=True)
+        return
+    except GradcheckError as e:
+        first = str(e).strip().splitlines()[0].rstrip(",")
+    m = re.search(r"input (\d+)", first)
+    i = int(m.group(1)) if m else None
+    name = f"d{names[i]}" if i is not None and i < len(names) else "a gradient"
+    pytest.fail(f"{check.__name__}: {name} does not match finite differences ({first})",
+                pytrace=False)  # fmt: skip
+
+
 @pytest.mark.parametrize("leading", [(N,), (2, N), ()], ids=["2d", "batched", "1d"])
 def test_part4_gradcheck_and_gradgradcheck_with_every_input(leading):
     inputs = tuple(t.requires_grad_() for t in affine_inputs(*leading))
-    assert gradcheck(AffineLayerFunction.apply, inputs)
-    assert gradgradcheck(AffineLayerFunction.apply, inputs)
+    assert_gradcheck(gradcheck, AffineLayerFunction.apply, inputs)
+    assert_gradcheck(gradgradcheck, AffineLayerFunction.apply, inputs)
+
+
+def test_a_wrong_gradient_fails_in_one_short_line():
+    class WrongDX(AffineLayerFunction):
+        @staticmethod
+        def backward(ctx, grad_output):
+            dX, dW, db = part4_affine_backward(ctx, grad_output)
+            return 1.2 * dX, dW, db
+
+    inputs = tuple(t.requires_grad_() for t in affine_inputs(N))
+    with pytest.raises(pytest.fail.Exception) as err:
+        assert_gradcheck(gradcheck, WrongDX.apply, inputs)
+    message = str(err.value)
+    assert message == ("gradcheck: dX does not match finite differences (Jacobian mismatch for "
+                       "output 0 with respect to input 0)"), message  # fmt: skip
 
 
 @pytest.mark.parametrize("needs", list(itertools.product([False, True], repeat=3)))
@@ -363,12 +395,13 @@ def test_part4_exact_shapes_values_and_none(needs):
     grads = part4_affine_backward(ctx, G)
     want = (0.5 * G @ W, 0.5 * G.T @ X, G.sum(0))
     assert len(grads) == 3
-    for needed, got, expected, given_ in zip(needs, grads, want, (X, W, b)):
+    for needed, got, expected, given_, name in zip(needs, grads, want, (X, W, b), "XWb"):
         if needed:
-            assert got.shape == given_.shape  # (4, 5), (3, 5), (3,)
-            torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+            assert got.shape == given_.shape, f"d{name}: shape"  # (4, 5), (3, 5), (3,)
+            torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12,
+                                       msg=lambda m, n=name: f"d{n}: {m}")  # fmt: skip
         else:
-            assert got is None
+            assert got is None, f"d{name}: not needed, must be None"
     assert torch.equal(G, G_before) and G._version == 0
 
 
@@ -397,8 +430,8 @@ def test_part4_matches_autograd_property(leading, d_in, d_out, seed):
     G = torch.randn(*leading, d_out, generator=g, dtype=F64)
     got = torch.autograd.grad(AffineLayerFunction.apply(X, W, b), (X, W, b), G)
     want = torch.autograd.grad(0.5 * X @ W.T + b, (X, W, b), G)
-    for a, e in zip(got, want):
-        torch.testing.assert_close(a, e)
+    for a, e, name in zip(got, want, "XWb"):
+        torch.testing.assert_close(a, e, msg=lambda m, n=name: f"d{n} against autograd: {m}")
 
 
 # ------------------------------------------------------------------------------------

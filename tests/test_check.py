@@ -103,7 +103,7 @@ def test_empty_answer_and_placeholders():
     nb.cells.insert(i + 3, nbformat.v4.new_markdown_cell("More.\n\nYOUR ANSWER HERE"))
     assert problems_of(nb) == [
         f"CNNs/1: empty answer (cell {i + 2} has only **Answer:**)",
-        f'cell {i + 3}: placeholder "raise NotImplementedError" left',
+        f'cell {i + 3} (execution count -): placeholder "raise NotImplementedError" left',
         f'cell {i + 4}: placeholder "YOUR ANSWER HERE" left',
         f"cell {i + 3}: execution count none (not executed), expected 2: outputs must come from "
         f"one clean top-to-bottom run; {check.RUN_HINT}",
@@ -131,7 +131,33 @@ def test_given_code_changed():
     nb = complete_notebook()
     i = _cell(nb, "import torch.nn as nn\n\np1, p2")
     nb.cells[i].source = nb.cells[i].source.replace("0.1", "0.3")
-    assert problems_of(nb) == ['Dropout/1: missing given code cell "import torch.nn as nn"']
+    count = nb.cells[i].execution_count
+    assert problems_of(nb) == [
+        f'Dropout/1: given code cell "import torch.nn as nn" was changed (cell {i + 1} '
+        f'(execution count {count})): line 3 is "p1, p2 = 0.3, 0.2", given "p1, p2 = 0.1, 0.2"'
+    ]
+
+
+def test_given_code_with_a_line_deleted_is_named_as_changed():
+    # Several given cells start with "import torch": name the cell and the line, not "missing".
+    nb = complete_notebook()
+    given = [
+        b
+        for q in questions.load(PART3).questions
+        for b in q.blocks
+        if b.kind == "code" and b.source.startswith("import torch\n")
+    ]
+    assert len(given) > 1, "the test needs several given cells that start alike"
+    block = next(b for b in given if "# TODO" not in b.source)
+    i = next(i for i, c in enumerate(nb.cells) if c.source == block.source)
+    lines = block.source.splitlines()
+    k = 1 + next(n for n, ln in enumerate(lines[1:]) if ln.strip())  # the first one after line 1
+    nb.cells[i].source = "\n".join(lines[:k] + lines[k + 1 :])
+    count = nb.cells[i].execution_count
+    assert problems_of(nb) == [
+        f'CNNs/3: given code cell "import torch" was changed (cell {i + 1} (execution count '
+        f'{count})): line {k + 1} is "{lines[k + 1].strip()}", given "{lines[k].strip()}"'
+    ]
 
 
 def test_questions_out_of_order():
@@ -152,15 +178,16 @@ def test_template_cell_left_as_given():
         b for q in questions.load(PART3).questions for b in q.blocks if "# TODO" in b.source
     )
     nb.cells[i].source = given.source
+    label = f"cell {i + 1} (execution count {nb.cells[i].execution_count})"
     assert problems_of(nb) == [
         'Backpropagation/3: the given code cell still has placeholder lines: "# TODO: Calculate '
         'gradients numerically for W and b", "# grad_W =...", "# grad_b =...", ...',
         'Backpropagation/3: the given code cell must run "assert torch.allclose(grad_W, autograd_W)"',
         'Backpropagation/3: the given code cell must run "assert torch.allclose(grad_b, autograd_b)"',
-        f'cell {i + 1}: placeholder "# grad_W =..." left',
-        f'cell {i + 1}: placeholder "# grad_b =..." left',
-        f'cell {i + 1}: placeholder "# autograd_W = ..." left',
-        f'cell {i + 1}: placeholder "# autograd_b = ..." left',
+        f'{label}: placeholder "# grad_W =..." left',
+        f'{label}: placeholder "# grad_b =..." left',
+        f'{label}: placeholder "# autograd_W = ..." left',
+        f'{label}: placeholder "# autograd_b = ..." left',
     ]
 
 
@@ -168,7 +195,11 @@ def test_template_cell_with_given_code_removed():
     nb = complete_notebook()
     i = _cell(nb, "import torch\n\nN, d = 100, 5")
     nb.cells[i].source = nb.cells[i].source.replace('print(f"{loss=}")\n', "")
-    assert problems_of(nb)[0] == 'Backpropagation/3: missing given code cell "import torch"'
+    count = nb.cells[i].execution_count
+    assert problems_of(nb)[0] == (
+        f'Backpropagation/3: given code cell "import torch" was changed (cell {i + 1} '
+        f'(execution count {count})): the given line "print(f"{{loss=}}")" is missing'
+    )
 
 
 def test_error_outputs_and_bad_magic():
@@ -186,9 +217,10 @@ def test_error_outputs_and_bad_magic():
         )
     ]
     assert problems_of(nb) == [
-        f"cell {codes[1] + 1}: stored error output: ZeroDivisionError: division by zero",
-        f"cell {codes[2] + 1}: stored error output: UsageError: Line magic function `%notamagic` "
-        "not found.",
+        f"cell {codes[1] + 1} (execution count 2): stored error output: ZeroDivisionError: "
+        "division by zero",
+        f"cell {codes[2] + 1} (execution count 3): stored error output: UsageError: Line magic "
+        "function `%notamagic` not found.",
     ]
 
 
@@ -217,7 +249,9 @@ def test_memory_address_in_output():
         nbformat.v4.new_output("stream", name="stdout", text="<object at 0x7f3a2c1b9d60>\n")
     ]
     (problem,) = problems_of(nb)
-    assert problem.startswith(f"cell {i + 1}: output shows a memory address (at 0x7f3a2c1b9d60)")
+    assert problem.startswith(
+        f"cell {i + 1} (execution count 1): output shows a memory address (at 0x7f3a2c1b9d60)"
+    )
 
 
 def test_foreign_kernel_name():
@@ -258,13 +292,17 @@ def test_missing_notebook(tmp_path: Path):
 # --------------------------------------------------------------------------------------
 
 
-def test_main_check_reports_per_notebook(capsys):
+def test_main_check_reports_per_notebook_with_its_budget(capsys):
     import main
 
     code = main.main(["check"])
     results = check.check_project(ROOT)
     out = capsys.readouterr().out
-    assert out.strip() == check.format_report(results)
-    assert code == (1 if any(results.values()) else 0)
+    assert out.strip() == check.format_report(results, check.project_budgets(ROOT))
+    assert code == (1 if any(results.values()) else 0)  # completeness only, not the budget
     for name in results:
         assert re.search(rf"^{re.escape(name)}: (OK|\d+ problems?)$", out, re.M)
+    # Issue 9's figures, per notebook, for information.
+    assert len(re.findall(r"^  budget \(information\): \d+ answer words \(longest \d+, cell \d+\); "
+                          r"\d+ evidence cells, median [\d.]+ lines, longest \d+ \(cell \d+ "
+                          r"\(execution count \d+\)\)$", out, re.M)) == len(results), out
