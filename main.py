@@ -30,7 +30,7 @@ def default_notebooks() -> list[Path]:
 
 
 def run_notebooks(paths: list[Path], html_dir: Path | None = None) -> int:
-    from nbtools import runner
+    from nbtools import html, runner
 
     failed = 0
     for path in paths:
@@ -50,7 +50,7 @@ def run_notebooks(paths: list[Path], html_dir: Path | None = None) -> int:
         for c in ex.slowest(3):
             print(f"  {c.seconds:7.2f} s  code cell {c.number:2d}  {c.first_line[:60]}")
         if html_dir is not None:
-            dest = runner.export_html(ex.nb, html_dir / f"{path.stem}.html")
+            dest = html.export_html(ex.nb, html_dir / f"{path.stem}.html")
             print(f"  HTML: {dest.relative_to(ROOT) if dest.is_relative_to(ROOT) else dest}")
     if failed:
         print(f"{failed} of {len(paths)} notebook(s) failed", file=sys.stderr)
@@ -58,11 +58,11 @@ def run_notebooks(paths: list[Path], html_dir: Path | None = None) -> int:
 
 
 def export_html(paths: list[Path], html_dir: Path) -> int:
-    from nbtools import runner
+    from nbtools import html, runner
 
     for path in paths:
         try:
-            runner.export_html(runner.read(path), html_dir / f"{path.stem}.html")
+            html.export_html(runner.read(path), html_dir / f"{path.stem}.html")
         except runner.NotebookError as e:
             print(e, file=sys.stderr)
             return 1

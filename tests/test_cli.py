@@ -72,6 +72,8 @@ def test_prepare_submission_zip_contents(tmp_path: Path):
     names = set(zipfile.ZipFile(out).namelist())
     assert {"main.py", "nbtools/questions.py", "Part3_SummaryQuestions.ipynb"} <= names
     assert {"html/Part3_SummaryQuestions.html", "html/Part4_SummaryQuestions.html"} <= names
+    assert "html/mathjax/MathJax.js" in names  # the HTML copies read offline
+    assert out.stat().st_size < 5 * 2**20, f"submission zip is {out.stat().st_size / 2**20:.1f} MiB"
     assert not names & set(junk)
     assert not any(n.endswith(".zip") for n in names)
 
