@@ -2,8 +2,9 @@
 
 One JupyterLab server (this interpreter's environment, 127.0.0.1, a free port, a random
 token, fresh Jupyter config/data/runtime folders, so nothing of the user's is used and the
-notebooks open untrusted, as from a fresh clone) and one browser serve all the tests here.
-The notebooks are copies in a temporary folder; ``hw4`` is importable through PYTHONPATH.
+notebooks open untrusted, as from a fresh clone) and one browser serve all the tests here
+(pyproject's --dist loadscope keeps a module on one xdist worker). The notebooks are
+copies in a temporary folder; ``hw4`` is importable through PYTHONPATH.
 
 - test_notebook_displays: scroll through the whole notebook (JupyterLab renders cells
   lazily) and find no MathJax error (``mjx-merror``) or undefined macro, no formula left
@@ -39,10 +40,6 @@ import pytest
 from conftest import ROOT, XFAIL_BROWSER, XFAIL_HTML, notebook_params
 
 from nbtools import html, runner
-
-# All tests of this module on one xdist worker (pyproject: --dist loadgroup): one server,
-# one browser.
-pytestmark = pytest.mark.xdist_group("browser")
 
 NOTEBOOKS_ENV = "HW4_BROWSER_NOTEBOOKS"
 REQUIRE_ENV = "HW4_REQUIRE_BROWSER"
@@ -401,6 +398,14 @@ RUN_ALL_JS = r"""async ({timeout}) => {
 }"""
 
 SCROLL_TO_JS = "(i) => jupyterapp.shell.currentWidget.content.scrollToItem(i, 'start')"
+# The cell's outputs at the bottom of the view (a long code cell's figure is below its start).
+SCROLL_TO_OUTPUT_JS = """async (i) => {
+  const nb = jupyterapp.shell.currentWidget.content;
+  await nb.scrollToItem(i, 'start');
+  const cell = nb.widgets[i];
+  (cell.node.querySelector('.jp-OutputArea') || cell.node).scrollIntoView({block: 'end'});
+  await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+}"""
 SHUTDOWN_KERNEL_JS = "() => jupyterapp.shell.currentWidget.sessionContext.shutdown()"
 
 # The HTML copy: wait for MathJax 2 to finish typesetting, then collect what it shows.
@@ -574,7 +579,7 @@ def test_notebook_displays(notebook: Path, pages: _Pages):
         _screenshot(page, stem, "2-lab-math")
         figures = [f["index"] for f in facts if _stored_images(nb.cells[f["index"]]) or f["texts"]]
         if figures:
-            page.evaluate(SCROLL_TO_JS, figures[0])
+            page.evaluate(SCROLL_TO_OUTPUT_JS, figures[0])
             _screenshot(page, stem, "3-lab-figure")
         _fail(notebook.name, problems)
     except BaseException:
@@ -622,7 +627,7 @@ def test_run_all_in_browser(notebook: Path, pages: _Pages):
                 + (f"; never ran: {', '.join(not_run[:5])}" if not_run else "")
             )
         figures = [i for i, c in enumerate(nb.cells) if _stored_images(c)]
-        page.evaluate(SCROLL_TO_JS, figures[0] if figures else 0)
+        page.evaluate(SCROLL_TO_OUTPUT_JS, figures[0] if figures else 0)
         _screenshot(page, notebook.stem, "4-lab-after-run-all")
         _fail(notebook.name, problems)
     finally:
