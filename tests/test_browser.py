@@ -403,8 +403,13 @@ SCROLL_TO_OUTPUT_JS = """async (i) => {
   const nb = jupyterapp.shell.currentWidget.content;
   await nb.scrollToItem(i, 'start');
   const cell = nb.widgets[i];
+  const frame = () => new Promise(r => requestAnimationFrame(() => r()));
+  const t0 = performance.now();  // images laid out first (at most 5 s)
+  while (performance.now() - t0 < 5000
+         && ![...cell.node.querySelectorAll('img')].every(im => im.complete)) await frame();
   (cell.node.querySelector('.jp-OutputArea') || cell.node).scrollIntoView({block: 'end'});
-  await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)));
+  await frame();
+  await frame();
 }"""
 SHUTDOWN_KERNEL_JS = "() => jupyterapp.shell.currentWidget.sessionContext.shutdown()"
 
@@ -551,9 +556,11 @@ def test_notebook_displays(notebook: Path, pages: _Pages):
         assert len(facts) == len(nb.cells), (
             f"{notebook.name}: JupyterLab shows {len(facts)} cells, the file has {len(nb.cells)}"
         )
-        problems = []
+        problems: list[str] = []
+        first_bad: dict[str, int] = {}  # cell type -> its first cell with a problem
         for f in facts:
             i, label = f["index"], _label(nb, f["index"])
+            before = len(problems)
             if not f["settled"]:
                 problems.append(f"{label}: not rendered within {CELL_TIMEOUT} s in view")
             if f["raw"]:
@@ -570,8 +577,11 @@ def test_notebook_displays(notebook: Path, pages: _Pages):
                     f"{label}: {expected} stored image output(s), {sum(f['images'])} visible "
                     f"(of {len(f['images'])} <img>)"
                 )
+            if len(problems) > before:
+                first_bad.setdefault(nb.cells[i].cell_type, i)
 
-        # Screenshots: the top, the most formulas, the first figure (or what shows instead).
+        # Screenshots: the top, the most formulas, the first figure (or what shows instead),
+        # the first problem in a markdown cell and in a code cell's outputs.
         page.evaluate(SCROLL_TO_JS, 0)
         _screenshot(page, stem, "1-lab-top")
         most = max(facts, key=lambda f: f["formulas"])
@@ -581,6 +591,13 @@ def test_notebook_displays(notebook: Path, pages: _Pages):
         if figures:
             page.evaluate(SCROLL_TO_OUTPUT_JS, figures[0])
             _screenshot(page, stem, "3-lab-figure")
+        for kind in ("markdown", "code"):
+            what = f"0-lab-first-problem-{kind}"
+            if kind in first_bad:
+                page.evaluate(SCROLL_TO_OUTPUT_JS if kind == "code" else SCROLL_TO_JS, first_bad[kind])
+                _screenshot(page, stem, what)
+            else:  # none left over from an earlier run
+                (SCREENSHOTS / f"{stem}-{what}.png").unlink(missing_ok=True)
         _fail(notebook.name, problems)
     except BaseException:
         pages.done(notebook)  # a broken page is not reused
