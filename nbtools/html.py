@@ -3,7 +3,7 @@
 nbconvert's HTML loads MathJax from a CDN: opened with no network, every formula stays raw
 TeX and the macro block at the top shows as text. :func:`export_html` points the HTML at a
 MathJax 2.7 copied next to it (``<html dir>/mathjax/``) from the ``jupyter-server-mathjax``
-package, which ships it with the STIX web fonts. Only what the page loads is copied: the
+package, which ships it with the STIX web fonts. Only what the page can load is copied: the
 combined TeX configuration, the TeX extensions MathJax loads on demand (``\\newcommand``,
 ``\\boldsymbol``, ...), the HTML-CSS output with its font metrics, and the fonts (about
 2 MB, 1.3 MB zipped). The macros of the notebook's first cell (``$$\\newcommand...$$``) are
