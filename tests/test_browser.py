@@ -245,8 +245,9 @@ class Lab:
             time.sleep(0.1)
 
     def url(self, name: str) -> str:
-        # ?reset: a clean workspace, the notebook alone in it.
-        return f"{self.base}/lab/tree/{name}?reset&token={self.token}"
+        # A workspace of its own, reset: the notebook alone in it.
+        workspace = re.sub(r"[^A-Za-z0-9_-]", "-", Path(name).stem)
+        return f"{self.base}/lab/workspaces/{workspace}/tree/{name}?reset&token={self.token}"
 
     def stop(self) -> None:
         """Shut the server down (and its kernels); then by its handle if it lingers."""
@@ -462,21 +463,12 @@ HTML_JS = r"""async () => {
 
 
 class _Page:
-    """A browser page on one notebook in JupyterLab; requests off the loopback are blocked."""
+    """A browser page on one notebook in JupyterLab."""
 
-    def __init__(self, browser, lab: Lab, notebook: Path):
+    def __init__(self, context, lab: Lab, notebook: Path):
         self.name = notebook.name
         self.ran = False  # Run All changed what it shows
-        self.context = browser.new_context(viewport=VIEWPORT)
-        self.blocked: list[str] = []
-        base = re.escape(lab.base + "/")
-
-        def block(route):
-            self.blocked.append(route.request.url)
-            route.abort()
-
-        self.context.route(re.compile(rf"^(?!{base})(?!data:)(?!blob:)"), block)
-        self.page = self.context.new_page()
+        self.page = context.new_page()
         self.page.goto(lab.url(self.name))
         try:
             self.page.wait_for_function(NOTEBOOK_OPEN_JS, arg=self.name, timeout=PAGE_TIMEOUT * 1000)
@@ -496,15 +488,22 @@ class _Page:
             self.page.evaluate(SHUTDOWN_KERNEL_JS)  # free its memory now, not at server exit
         except Exception:
             pass  # the page is gone already, or never had a kernel
-        self.context.close()
+        self.page.close()
 
 
 class _Pages:
-    """The notebooks open in JupyterLab: the display test opens one, Run All reuses it."""
+    """The notebooks open in JupyterLab: the display test opens one, Run All reuses it.
+
+    One browser context for them all (JupyterLab's scripts are fetched once); every request
+    off the JupyterLab server is blocked.
+    """
 
     def __init__(self, browser, lab: Lab):
-        self.browser, self.lab = browser, lab
+        self.lab = lab
         self.open: dict[str, _Page] = {}
+        self.context = browser.new_context(viewport=VIEWPORT)
+        base = re.escape(lab.base + "/")
+        self.context.route(re.compile(rf"^(?!{base})(?!data:)(?!blob:)"), lambda r: r.abort())
 
     def get(self, notebook: Path, *, as_opened: bool) -> _Page:
         """The notebook's page; with as_opened, one that Run All has not touched."""
@@ -513,7 +512,7 @@ class _Pages:
             self.done(notebook)
             tab = None
         if tab is None:
-            tab = self.open[notebook.name] = _Page(self.browser, self.lab, notebook)
+            tab = self.open[notebook.name] = _Page(self.context, self.lab, notebook)
         return tab
 
     def done(self, notebook: Path) -> None:
@@ -525,6 +524,7 @@ class _Pages:
         for tab in list(self.open.values()):
             tab.close()
         self.open.clear()
+        self.context.close()
 
 
 @pytest.fixture(scope="module")
