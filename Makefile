@@ -15,8 +15,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LOCK_VENV := .venv-lock
 PIP_TOOLS := pip-tools==7.6.2
-# pytest-xdist: one worker per core (pytest itself runs without it, too).
-PYTEST_ARGS ?= -n auto
+# pytest-xdist: one worker per core (pytest itself runs without it, too); --dist loadscope
+# keeps each module on one worker, so the browser tests share one JupyterLab and one browser
+# (xdist 3.8's loadgroup groups nothing under pytest 9).
+PYTEST_ARGS ?= -n auto --dist loadscope
 
 .PHONY: all run test lint check benchmark lock clean python-3.11
 all: test

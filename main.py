@@ -76,7 +76,7 @@ def _html_problem(html_dir: Path, paths: list[Path]) -> str | None:
 def run_notebooks(
     paths: list[Path], html_dir: Path | None = None, timeout: int | None = None
 ) -> int:
-    from nbtools import runner
+    from nbtools import html, runner
 
     failed = 0
     html_failed = False
@@ -107,7 +107,7 @@ def run_notebooks(
             print(f"  {c.seconds:7.2f} s  {c.label:<30}  {c.first_line[:60]}")
         _warn_if_large(ex)
         if html_dir is not None:
-            dest = runner.export_html(ex.nb, html_dir / f"{path.stem}.html")
+            dest = html.export_html(ex.nb, html_dir / f"{path.stem}.html")
             print(f"  HTML: {dest.relative_to(ROOT) if dest.is_relative_to(ROOT) else dest}")
     _progress.update(notebook=None, pending=[])
     if failed:
@@ -130,11 +130,11 @@ def _warn_if_large(ex) -> None:
 
 
 def export_html(paths: list[Path], html_dir: Path) -> int:
-    from nbtools import runner
+    from nbtools import html, runner
 
     for path in paths:
         try:
-            runner.export_html(runner.read(path), html_dir / f"{path.stem}.html")
+            html.export_html(runner.read(path), html_dir / f"{path.stem}.html")
         except runner.NotebookError as e:
             print(e, file=sys.stderr)
             return 1
@@ -248,9 +248,10 @@ def submission_files(root: Path = ROOT) -> tuple[list[str], list[str]]:
     In a git work tree: the tracked files and the untracked ones git does not ignore;
     elsewhere: the files root/.gitignore does not ignore. Never leftovers (caches,
     environments, temp files, zips, .env, ...), never a notebook the homework does not
-    ask for; always the HTML copies of the homework notebooks (html/ is ignored).
+    ask for; always the HTML copies of the homework notebooks and the MathJax they load
+    (html/ is ignored).
     """
-    from nbtools import questions
+    from nbtools import html, questions
 
     listed = _git_files(root)
     if listed is None:
@@ -265,10 +266,16 @@ def submission_files(root: Path = ROOT) -> tuple[list[str], list[str]]:
             left_out.append(rel)
             continue
         members.append(rel)
-    for name in sorted(homework):
-        html = f"html/{Path(name).stem}.html"
-        if (root / html).is_file():
-            members.append(html)
+    copies = [f"html/{Path(name).stem}.html" for name in sorted(homework)]
+    copies = [rel for rel in copies if (root / rel).is_file()]
+    members += copies
+    if copies:  # the MathJax the HTML copies load, so they read offline
+        mathjax = root / "html" / html.MATHJAX_DIR
+        members += sorted(
+            p.relative_to(root).as_posix()
+            for p in mathjax.rglob("*")
+            if p.is_file() and not p.is_symlink()
+        )
     return members, left_out
 
 

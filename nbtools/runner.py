@@ -768,18 +768,3 @@ def run(
         saved = write(nb, path) if save else None
     return Execution(path=path, nb=nb, seconds=seconds, cells=ep.cell_times, saved_bytes=saved)
 
-
-# --------------------------------------------------------------------------------------
-# HTML
-# --------------------------------------------------------------------------------------
-
-
-def export_html(nb: nbformat.NotebookNode, dest: str | os.PathLike) -> Path:
-    """Write an HTML copy of ``nb`` (math rendered by MathJax in the browser)."""
-    from nbconvert import HTMLExporter
-
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    body, _ = HTMLExporter().from_notebook_node(nb)
-    _replace_atomically(dest, lambda f: f.write(body))
-    return dest

@@ -26,6 +26,12 @@ XFAIL_CHECK: dict[str, str] = {}
 # tests/test_budget.py: the notebook exceeds a length budget of nbtools/budget.py.
 XFAIL_BUDGET: dict[str, str] = {}
 
+# tests/test_browser.py (committed notebooks only; not for $HW4_BROWSER_NOTEBOOKS): opened
+# untrusted in JupyterLab, the notebook shows a MathJax error or a hidden figure ...
+XFAIL_BROWSER: dict[str, str] = {}
+# ... and its HTML copy, opened offline, a formula that does not typeset.
+XFAIL_HTML: dict[str, str] = {}
+
 NOTEBOOK_STEMS = questions.available()
 
 

@@ -272,6 +272,8 @@ def test_prepare_submission_zip_contents(tmp_path: Path):
     assert not any(n.endswith((".zip", ".part", ".tmp")) for n in names)
     parts = {p.name for p in project.iterdir() if p.name.endswith(".part")}
     assert parts == {".hw4-1_2.zip.abc.part", "hw4-1_2.zip.part"}, "a temp file was left"
+    assert "html/mathjax/MathJax.js" in names  # the HTML copies read offline
+    assert out.stat().st_size < 5 * 2**20, f"submission zip is {out.stat().st_size / 2**20:.1f} MiB"
 
 
 def _incomplete_project(tmp_path: Path, monkeypatch) -> Path:

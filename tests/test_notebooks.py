@@ -20,6 +20,7 @@ import psutil
 import pytest
 from conftest import ROOT, XFAIL_EXECUTE, notebook_params
 
+from nbtools import html as nbhtml
 from nbtools import runner
 
 
@@ -212,7 +213,7 @@ def test_saving_keeps_the_file_mode(tmp_path: Path):
     path.chmod(0o664)
     runner.run(path, save=True)
     assert path.stat().st_mode & 0o777 == 0o664
-    html = runner.export_html(nbformat.read(path, as_version=4), tmp_path / "out" / "nb.html")
+    html = nbhtml.export_html(nbformat.read(path, as_version=4), tmp_path / "out" / "nb.html")
     assert html.stat().st_mode & 0o777 == 0o644  # a new file: readable, not private
 
 
