@@ -36,9 +36,11 @@ __all__ = [
     "relu_mlp",
     "one_hidden_layer",
     "regression_data",
+    "reinitialised_with_data",
     "activation_curves",
     "Vanishing",
     "vanishing",
+    "LossTrace",
     "train_losses",
     "plot_grad_norms",
 ]
@@ -241,6 +243,14 @@ def regression_data(model: nn.Sequential, n: int, seed: int) -> tuple[Tensor, Te
     return x, x @ a / a.norm() + 0.1 * torch.randn(n, 1, generator=gen)
 
 
+def reinitialised_with_data(
+    model: nn.Sequential, seed: int, data_seed: int, n: int = 16
+) -> tuple[nn.Sequential, tuple[Tensor, Tensor]]:
+    """(reinitialised(model, seed), regression_data(model, n, data_seed)): a copy of model
+    with weights that do not depend on how often its cell ran, and a batch (x, y) for it."""
+    return reinitialised(model, seed), regression_data(model, n=n, seed=data_seed)
+
+
 @single_thread()
 def activation_curves(model: nn.Sequential, x: Tensor, y: Tensor, seed: int) -> dict[str, Tensor]:
     """hidden_grad_norms of model and its variants: name -> (A,) norms.
@@ -294,10 +304,17 @@ def vanishing(model: nn.Sequential, x: Tensor, y: Tensor) -> Vanishing:
                      (spread[k] / spread[0]) ** (1 / k))  # fmt: skip
 
 
+class LossTrace(list):
+    """A list of losses (floats) that prints as its values with 4 decimals, space-separated."""
+
+    def __str__(self) -> str:
+        return " ".join(f"{v:.4f}" for v in self)
+
+
 @single_thread()
 def train_losses(
     model: nn.Sequential, x: Tensor, y: Tensor, steps: int, lr: float = 0.01
-) -> list[float]:
+) -> LossTrace:
     """Full-batch gradient descent on a float64 deep copy of model (model is not modified).
 
     x: (B, D_in); y: (B, D_out); MSE loss. Each step is torch.optim.sgd.sgd, the update
@@ -305,13 +322,13 @@ def train_losses(
     torch.optim optimizer imports torch._dynamo, ~1 s). Float64, because the tiny
     gradients of deep layers are float32 denormals, which are slow. Returns the loss
     before each step divided by the loss of the best constant predictor (the mean of
-    y), i.e. by y.var(unbiased=False).
+    y), i.e. by y.var(unbiased=False), as a LossTrace (a list of steps floats).
     """
     net = copy.deepcopy(model).double()
     params = list(net.parameters())
     x, y = x.double(), y.double()
     floor = y.var(unbiased=False).item()
-    out = []
+    out = LossTrace()
     for _ in range(steps):
         for p in params:
             p.grad = None

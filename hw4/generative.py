@@ -53,6 +53,13 @@ class ElboTerms(NamedTuple):
     kl_to_posterior: float  # KL(q || p(z|x)), computed from the exact posterior
     elbo_at_posterior: float  # ELBO(q) for q = p(z|x)
 
+    def __str__(self) -> str:
+        return (
+            f"log p(x) = {self.log_px:.4f}, ELBO(q) = {self.elbo:.4f}, "
+            f"KL(q || p(z|x)) = {self.kl_to_posterior:.4f}, "
+            f"ELBO(q = p(z|x)) = {self.elbo_at_posterior:.4f}"
+        )
+
 
 def linear_gaussian_elbo(k: int = 2, d: int = 3, s: float = 0.5, seed: int = 0) -> ElboTerms:
     """p(z) = N(0, I_k), p(x|z) = N(W z + c, s^2 I_d), one x; W (d, k), c (d,), x (d,) random.

@@ -18,6 +18,7 @@ __all__ = [
     "LossGrad",
     "l2_and_bce",
     "l2_sigmoid_peak",
+    "Range",
     "curvature_range",
     "DeadUnit",
     "dead_unit",
@@ -68,11 +69,21 @@ def l2_sigmoid_peak(y: float = 1.0, lo: float = -12.0, hi: float = 12.0, n: int 
     return torch.sigmoid(z[i]).item(), grad[i].abs().item()
 
 
+class Range(NamedTuple):
+    """(min, max) of a quantity; equal to the plain tuple (lo, hi)."""
+
+    lo: float
+    hi: float
+
+    def __str__(self) -> str:
+        return f"{self.lo:.2g} to {self.hi:.2g}"
+
+
 @single_thread()
 def curvature_range(
     y: float = 1.0, lo: float = -12.0, hi: float = 12.0, n: int = 2_401
-) -> dict[str, tuple[float, float]]:
-    """(min, max) of d^2 L / dz^2 over a grid of n logits z in [lo, hi], by double autograd.
+) -> dict[str, Range]:
+    """Range (min, max) of d^2 L / dz^2 over a grid of n logits z in [lo, hi], by double autograd.
 
     Keys: "l2" for L = (sigmoid(z) - y)^2, "bce" for binary cross-entropy on the logit
     (F.binary_cross_entropy_with_logits). A negative min means L is not convex in z.
@@ -86,7 +97,7 @@ def curvature_range(
         z = torch.linspace(lo, hi, n, dtype=torch.float64, requires_grad=True)
         (grad,) = torch.autograd.grad(loss_fn(z), z, create_graph=True)
         (second,) = torch.autograd.grad(grad.sum(), z)  # L is a sum of per-z terms
-        out[name] = (second.min().item(), second.max().item())
+        out[name] = Range(second.min().item(), second.max().item())
     return out
 
 

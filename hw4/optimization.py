@@ -188,6 +188,9 @@ class BatchTable(NamedTuple):
     fixed: tuple[int, ...]
     scaled: tuple[int, ...]
 
+    def __str__(self) -> str:
+        return f"B: {self.B}\nn, fixed lr: {self.fixed}\nn, lr ~ B:   {self.scaled}"
+
 
 def iterations_vs_batch_size(
     batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64), lr: float = 0.1, seed: int = 0
@@ -439,12 +442,31 @@ def train_deep_mlp(model: nn.Sequential, x: Tensor, y: Tensor, lr: float, steps:
 class DepthSymptoms(NamedTuple):
     """deep: TrainLog of the deep sigmoid MLP; shallow: of a 1-hidden-layer sigmoid MLP
     (same data, learning rate and steps); exploding: of the deep linear MLP with weights
-    1.5 x orthogonal; best_constant: MSE of the best constant predictor, var(y)."""
+    1.5 x orthogonal (lr 1e-3); best_constant: MSE of the best constant predictor, var(y)."""
 
     deep: TrainLog
     shallow: TrainLog
     exploding: TrainLog
     best_constant: float
+
+    def __str__(self) -> str:
+        """Three lines: for each sigmoid net, loss / best_constant at steps 0, 2, 4, ... and the
+        relative weight change of its first and output layers; the exploding net's losses."""
+        lines = []
+        for log in (self.deep, self.shallow):
+            name = f"sigmoid, {len(log.rel_change) - 1} hidden layer"
+            name += "s" if len(log.rel_change) > 2 else ""
+            ratios = [round(v / self.best_constant, 4) for v in log.losses[::2]]
+            lines.append(
+                f"{name:25}: {ratios}; weight change: first layer {log.rel_change[0]:.0e}, "
+                f"output layer {log.rel_change[-1]:.0e}"
+            )
+        boom = self.exploding
+        lines.append(
+            f"linear, {len(boom.rel_change) - 1} hidden layers, 1.5 x orthogonal, lr 1e-3: "
+            f"losses {[f'{v:.0e}' for v in boom.losses]}"
+        )
+        return "\n".join(lines)
 
 
 @single_thread()

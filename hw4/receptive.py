@@ -8,7 +8,7 @@ Shapes: (C, H, W) input shapes; maps are (H, W) over the input.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -18,6 +18,7 @@ from hw4.threads import single_thread
 
 __all__ = [
     "VARIANTS",
+    "Growth",
     "growth_table",
     "dilation_holes",
     "influence_map",
@@ -47,9 +48,23 @@ VARIANTS: dict[str, Callable[[], nn.Sequential]] = {
 }
 
 
+class Growth(NamedTuple):
+    """One row of growth_table (equal to the plain tuple (rf, jump, out, weights))."""
+
+    rf: int  # receptive field (pixels per side)
+    jump: int  # input pixels between neighbouring output pixels
+    out: int  # output size (pixels per side)
+    weights: int  # number of kernel weights
+
+    def __str__(self) -> str:
+        o = self.out
+        return f"RF {self.rf:2d}, jump {self.jump:2d}, output {o}x{o}, {self.weights} weights"
+
+
 @single_thread()
-def growth_table(size: int = 64) -> dict[str, tuple[int, int, int, int]]:
-    """name -> (RF, jump, output size, weights) of each VARIANTS model on a size x size input.
+def growth_table(size: int = 64) -> dict[str, Growth]:
+    """name -> Growth (RF, jump, output size, weights) of each VARIANTS model on a size x size
+    input.
 
     RF and jump are measured by backpropagation (empirical_receptive_field), the
     output size by running the model itself, the weights counted from its modules.
@@ -61,7 +76,7 @@ def growth_table(size: int = 64) -> dict[str, tuple[int, int, int, int]]:
         rf = answers.empirical_receptive_field(model, (1, size, size))
         out = model(model[0].weight.new_zeros(1, 1, size, size)).shape[-1]
         weights = sum(m.weight.numel() for m in model)
-        rows[name] = (rf.size[0], rf.jump[0], out, weights)
+        rows[name] = Growth(rf.size[0], rf.jump[0], out, weights)
     return rows
 
 

@@ -173,6 +173,16 @@ def test_reinitialised_keeps_sharing_is_seeded_and_touches_nothing_else():
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters()))
 
 
+def test_reinitialised_with_data_is_the_two_seeded_helpers():
+    model = _pirate()
+    state = torch.get_rng_state()
+    net, (x, y) = depth.reinitialised_with_data(model, seed=1, data_seed=2, n=8)
+    assert torch.equal(state, torch.get_rng_state())
+    ref, (x2, y2) = depth.reinitialised(model, seed=1), depth.regression_data(model, 8, seed=2)
+    assert all(torch.equal(p, q) for p, q in zip(net.parameters(), ref.parameters()))
+    assert torch.equal(x, x2) and torch.equal(y, y2) and x.shape == (8, 6)
+
+
 def test_tanh_xavier_is_glorot_uniform_keeps_sharing_and_touches_nothing_else():
     model = _pirate(reps=3, width=64)
     before = copy.deepcopy(model.state_dict())
@@ -256,6 +266,15 @@ def test_train_losses_is_torch_sgd_on_a_copy():
         opt.step()
         expect.append(loss.item() / y.double().var(unbiased=False).item())
     assert got == pytest.approx(expect, rel=1e-12)
+
+
+def test_loss_trace_is_a_list_printed_with_four_decimals():
+    trace = depth.LossTrace([1.17734, 1.0, 0.21509])
+    assert trace == [1.17734, 1.0, 0.21509] and min(trace) == 0.21509 and trace[-1] == 0.21509
+    assert str(trace) == f"{trace}" == "1.1773 1.0000 0.2151"
+    model = _pirate(reps=1)
+    trained = depth.train_losses(model, torch.randn(4, 6), torch.randn(4, 1), steps=2)
+    assert isinstance(trained, depth.LossTrace) and len(trained) == 2
 
 
 def test_train_losses_of_a_network_that_forgot_its_input_stays_at_the_constant_floor():

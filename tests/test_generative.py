@@ -7,6 +7,7 @@ import torch
 from torch.distributions import MultivariateNormal, kl_divergence
 
 from hw4.generative import (
+    ElboTerms,
     gaussian_kl,
     gaussian_log_prob,
     generator_logit_grads,
@@ -55,6 +56,14 @@ def test_elbo_matches_monte_carlo_and_the_gap_is_the_kl(seed):
     assert t.log_px - t.elbo == pytest.approx(t.kl_to_posterior, rel=1e-9)
     assert t.kl_to_posterior > 0.1
     assert t.elbo_at_posterior == pytest.approx(t.log_px, abs=1e-9)
+
+
+def test_elbo_terms_print_on_one_line_with_four_decimals():
+    t = ElboTerms(-7.92834, -13.33676, 5.40842, -7.92834)
+    assert str(t) == (
+        "log p(x) = -7.9283, ELBO(q) = -13.3368, KL(q || p(z|x)) = 5.4084, "
+        "ELBO(q = p(z|x)) = -7.9283"
+    )
 
 
 @pytest.mark.parametrize("p", [0.001, 0.3, 0.5, 0.9])

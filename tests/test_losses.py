@@ -58,6 +58,13 @@ def test_curvature_range_against_closed_forms(y):
     assert r["l2"][0] < 0 < r["l2"][1] and r["bce"][0] > 0  # L2 on sigmoid: not convex; BCE: convex
 
 
+def test_range_is_a_plain_pair_printed_with_two_significant_digits():
+    r = losses.Range(-0.1234, 6.06e-06)
+    assert r == (-0.1234, 6.06e-06) and (r.lo, r.hi) == r
+    assert str(r) == "-0.12 to 6.1e-06"
+    assert isinstance(losses.curvature_range(1.0)["bce"], losses.Range)
+
+
 def _reference_dead_unit(steps, make_optimizer, seed=0):
     """The same dead unit as losses.dead_unit, trained by a real torch.optim optimizer."""
     gen = torch.Generator().manual_seed(seed)

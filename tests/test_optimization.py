@@ -131,6 +131,12 @@ def test_iterations_vs_batch_size_is_the_table_of_sgd_steps_to_loss():
     assert t.fixed[-1] < t.fixed[0] < 1.5 * t.fixed[-1]  # fixed lr: a modest gain only
 
 
+
+def test_batch_table_prints_one_line_per_field():
+    t = O.BatchTable((1, 2), (46, 39), (46, 23))
+    assert str(t) == "B: (1, 2)\nn, fixed lr: (46, 39)\nn, lr ~ B:   (46, 23)"
+
+
 # ---------------------------------------------------------------- Optimization Q4
 
 
@@ -307,6 +313,20 @@ def test_depth_symptoms():
     assert s.shallow.losses[-1] < 0.9 * s.best_constant and s.shallow.rel_change[0] > 1e-2
     assert 1e8 < s.exploding.losses[0] < 1e12
     assert s.exploding.losses[1] == math.inf and math.isnan(s.exploding.losses[2])
+
+
+def test_depth_symptoms_print_the_ratios_weight_changes_and_exploding_losses():
+    deep = O.TrainLog([2.02, 9.0, 2.0, 7.0, 2.0], [0.0] + [0.01] * 29 + [0.04])  # 30 hidden
+    shallow = O.TrainLog([3.0, 1.0, 1.5], [0.05, 0.4])  # 1 hidden layer
+    exploding = O.TrainLog([7e9, math.inf, math.nan], [1.0] * 31)
+    lines = str(O.DepthSymptoms(deep, shallow, exploding, best_constant=2.0)).splitlines()
+    assert lines == [
+        "sigmoid, 30 hidden layers: [1.01, 1.0, 1.0]; weight change: first layer 0e+00, "
+        "output layer 4e-02",
+        "sigmoid, 1 hidden layer  : [1.5, 0.75]; weight change: first layer 5e-02, "
+        "output layer 4e-01",
+        "linear, 30 hidden layers, 1.5 x orthogonal, lr 1e-3: losses ['7e+09', 'inf', 'nan']",
+    ]
 
 
 def test_train_deep_mlp_matches_torch_sgd():

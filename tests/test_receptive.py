@@ -30,6 +30,14 @@ def test_growth_table_matches_the_analytic_field_the_size_formula_and_the_weight
     assert table["4 x conv 3x3, dilation 2"] == (17, 1, 64, 36)  # constant d: 1 + 4 * 2 * 2, linear
 
 
+def test_growth_rows_are_plain_tuples_that_print_as_one_table_row():
+    row = receptive.Growth(9, 1, 64, 36)
+    assert row == (9, 1, 64, 36)
+    assert isinstance(receptive.growth_table(64)["3 x conv 3x3"], receptive.Growth)
+    assert str(row) == "RF  9, jump  1, output 64x64, 36 weights"
+    assert str(receptive.Growth(31, 16, 4, 36)) == "RF 31, jump 16, output 4x4, 36 weights"
+
+
 def test_helpers_leave_the_global_rng_and_thread_count_alone():
     state, threads = torch.get_rng_state(), torch.get_num_threads()
     receptive.growth_table(64)
