@@ -1,7 +1,7 @@
 """Benchmark: headless execution time and peak kernel memory of each notebook,
 next to its *floor*: a fresh kernel that imports torch and runs only the
 notebook's given code cells (from the question file, in order, the Part 3
-numerical-gradient template as given). Goal: each notebook <= 1.5x its floor.
+numerical-gradient template as given). Goal: each notebook <= 1.3x its floor.
 
     python benchmarks/notebooks.py [--repeat N] [STEM ...]
 
@@ -23,7 +23,7 @@ import nbformat  # noqa: E402
 
 from nbtools import questions, runner  # noqa: E402
 
-GOAL = 1.5
+GOAL = 1.3
 PROBE = """\
 import resource, sys
 _rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
