@@ -26,6 +26,7 @@ import copy
 import json
 import os
 import re
+import resource
 import sys
 import tempfile
 import time
@@ -193,6 +194,7 @@ class _ThisInterpreterKernelManager(AsyncKernelManager):
 
     extra_env: dict[str, str] = {}
     stderr_path: str | None = None
+    memory_limit: int | None = None  # bytes of address space (RLIMIT_AS), None: no limit
 
     @property
     def kernel_spec(self) -> KernelSpec:
@@ -207,6 +209,8 @@ class _ThisInterpreterKernelManager(AsyncKernelManager):
         return self._kernel_spec
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
+        if self.memory_limit is not None:
+            kw["preexec_fn"] = _address_space_limit(self.memory_limit)
         if self.stderr_path is not None:
             # Opened for the Popen call only; the child keeps its own descriptor.
             with open(self.stderr_path, "ab") as err:
@@ -215,13 +219,34 @@ class _ThisInterpreterKernelManager(AsyncKernelManager):
         return await super()._async_launch_kernel(kernel_cmd, **kw)
 
 
+def _address_space_limit(nbytes: int):
+    """A Popen preexec_fn: the child (and all it starts) gets at most nbytes of address space.
+
+    An allocation beyond it raises MemoryError in the kernel instead of driving the
+    machine into swap or the OOM killer.
+    """
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (nbytes, nbytes))
+
+    return limit
+
+
 class _Executor(ExecutePreprocessor):
     """ExecutePreprocessor that times code cells and catches UsageErrors."""
 
-    def __init__(self, *, kernel_env: dict[str, str], stderr_path: str, **kw):
+    def __init__(
+        self,
+        *,
+        kernel_env: dict[str, str],
+        stderr_path: str,
+        memory_limit: int | None = None,
+        **kw,
+    ):
         super().__init__(**kw)
         self._kernel_env = kernel_env
         self._stderr_path = stderr_path
+        self._memory_limit = memory_limit
         self.cell_times: list[CellTime] = []
         self.failure: tuple[int, dict] | None = None  # (cell index, execute_reply content)
         self.current: int | None = None
@@ -230,6 +255,7 @@ class _Executor(ExecutePreprocessor):
         km = _ThisInterpreterKernelManager(kernel_name="python3", config=self.config)
         km.extra_env = self._kernel_env
         km.stderr_path = self._stderr_path
+        km.memory_limit = self._memory_limit
         self.km = km
         return km
 
@@ -331,6 +357,7 @@ def run(
     startup_timeout: int = STARTUP_TIMEOUT,
     nb: nbformat.NotebookNode | None = None,
     rerun_reversed: bool = False,
+    memory_limit: int | None = None,
 ) -> Execution:
     """Execute the notebook at ``path`` on a fresh kernel of this interpreter.
 
@@ -341,6 +368,8 @@ def run(
     rerun_reversed: after the full run, execute every code cell once more, last to
         first, in the same kernel (a student re-running cells out of order); the extra
         executions are not kept in the returned notebook, and cannot be saved.
+    memory_limit: bytes of address space for the kernel and every process it starts
+        (RLIMIT_AS; None: no limit); beyond it allocations fail with MemoryError.
     Returns an Execution; raises NotebookError with the failure report.
     """
     path = Path(path).resolve()
@@ -374,6 +403,7 @@ def run(
             allow_errors=False,
             kernel_env=env,
             stderr_path=stderr_path,
+            memory_limit=memory_limit,
         )
 
         def on_cell_error(cell, cell_index, execute_reply):
