@@ -3,6 +3,7 @@
 python main.py run-nb [NB ...] [--html DIR]   execute notebooks, save outputs in place
 python main.py check                          static check of the notebooks' answers
 python main.py prepare-submission --id ID [--id ID] [--skip-run]
+python main.py grade SUBMISSION... [--jobs N] [--out DIR]   (graders: a class of submissions)
 """
 
 from __future__ import annotations
@@ -130,6 +131,12 @@ def cmd_prepare_submission(args) -> int:
     return 0
 
 
+def cmd_grade(args) -> int:
+    from nbtools import grade
+
+    return grade.cmd_grade(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="main.py", description=f"{HW_NAME} helper commands")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -148,6 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip-run", action="store_true", help="do not execute the notebooks")
     p.add_argument("--out", "-o", default=str(ROOT), help="folder for the zip (default: here)")
     p.set_defaults(func=cmd_prepare_submission)
+
+    p = sub.add_parser("grade", help="graders: run the trusted checks on student submissions")
+    from nbtools.grade import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(func=cmd_grade)
 
     args = ap.parse_args(argv)
     return args.func(args)

@@ -41,3 +41,9 @@ def notebook_params(xfail: dict[str, str]) -> list:
         )
         for stem in NOTEBOOK_STEMS
     ]
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: executes the real notebooks, ~10 s (deselect with -m 'not slow')"
+    )
