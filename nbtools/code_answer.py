@@ -39,6 +39,9 @@ N, D_IN, D_OUT = 4, 5, 3  # small but distinct: a transpose bug cannot hide
 NAMES = ("dX", "dW", "db")
 MAX_REPLY = 2**20  # bytes: the longest line read from the probe (a reply is ~10 KB)
 RTOL, ATOL = 1e-7, 1e-9
+# PIDs of probes running now, changed under LOCK: a caller ending processes spares them.
+ACTIVE: set[int] = set()
+LOCK = threading.Lock()
 
 
 @dataclass
@@ -210,14 +213,16 @@ def _check(root: Path, timeout: float, memory_limit: int, seed: int | None) -> C
     X, W, b, G = (rng.standard_normal(s) for s in ((N, D_IN), (D_OUT, D_IN), (D_OUT,), (N, D_OUT)))
     nonce = secrets.token_hex(16)
     request = {"nonce": nonce, "X": X.tolist(), "W": W.tolist(), "b": b.tolist(), "G": G.tolist()}
-    proc = subprocess.Popen(
-        [sys.executable, "-I", str(PROBE), str(root), str(memory_limit)],
-        cwd=root,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,  # its own process group: ended as a whole on timeout
-    )
+    with LOCK:
+        proc = subprocess.Popen(
+            [sys.executable, "-I", str(PROBE), str(root), str(memory_limit)],
+            cwd=root,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group: ended as a whole on timeout
+        )
+        ACTIVE.add(proc.pid)
     reader = _Reader(proc.stdout, nonce)
     reader.start()
     errors = _Tail(proc.stderr)
@@ -241,6 +246,8 @@ def _check(root: Path, timeout: float, memory_limit: int, seed: int | None) -> C
             return CodeResult(False, [f"timed out after {timeout:g} s while {stage} (endless loop?)"])
     finally:
         _end(proc)
+        with LOCK:
+            ACTIVE.discard(proc.pid)
         reader.join(5)
         errors.join(5)
     reply_line = next((m for m in reversed(reader.markers) if m.startswith(b"{")), None)

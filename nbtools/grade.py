@@ -33,6 +33,7 @@ a throw-away VM if that matters.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import csv
 import json
 import multiprocessing
@@ -247,7 +248,10 @@ def _grade_notebook(stem: str, root: Path, options: Options, result: Result, md:
         result.cells[f"{p} run"] = _one_line(f"FAIL: grader error: {type(e).__name__}: {e}")
         md.append(f"- execution: grader error: {_md_text(f'{type(e).__name__}: {e}')}")
     finally:
-        procs.end_descendants()
+        from nbtools import code_answer
+
+        with code_answer.LOCK:  # the code answer's check runs on
+            procs.end_descendants(keep=set(code_answer.ACTIVE))
 
 
 def grade_submission(src: Path, work: Path, options: Options = Options()) -> Result:
@@ -271,29 +275,37 @@ def grade_submission(src: Path, work: Path, options: Options = Options()) -> Res
     if others:
         result.note = _one_line(f"other notebooks, not graded: {', '.join(others)}")
 
-    for stem in stems():
-        try:
-            _grade_notebook(stem, root, options, result, md)
-        except Exception as e:  # e.g. a notebook nested too deep for json: still one row
-            error = _one_line(f"FAIL: grader error: {type(e).__name__}: {e}")
-            for col in columns():
-                if col.startswith(short(stem) + " "):
-                    result.cells.setdefault(col, error)
-            md.append(f"- grader error: {_md_text(error)}")
-
-    md.append(f"\n## Code answer: `{CODE_COLUMN}` in `hw4/answers.py`\n")
+    # The code answer's process runs while the notebooks execute (it mostly waits for torch).
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="code-answer")
     try:
-        code = code_answer.check_affine_backward(
-            root, timeout=options.timeout, memory_limit=options.memory_limit
+        code = pool.submit(
+            code_answer.check_affine_backward,
+            root,
+            timeout=options.timeout,
+            memory_limit=options.memory_limit,
         )
-        result.cells[CODE_COLUMN] = _one_line(code.summary)
-        md.append("- passed" if code.ok else "- failed:")
-        md += [f"  - {_md_text(prob)}" for prob in code.problems]
-    except Exception as e:
-        result.cells[CODE_COLUMN] = _one_line(f"FAIL: grader error: {type(e).__name__}: {e}")
-        md.append(f"- grader error: {_md_text(str(e))}")
+        for stem in stems():
+            try:
+                _grade_notebook(stem, root, options, result, md)
+            except Exception as e:  # e.g. a notebook nested too deep for json: still one row
+                error = _one_line(f"FAIL: grader error: {type(e).__name__}: {e}")
+                for col in columns():
+                    if col.startswith(short(stem) + " "):
+                        result.cells.setdefault(col, error)
+                md.append(f"- grader error: {_md_text(error)}")
+        md.append(f"\n## Code answer: `{CODE_COLUMN}` in `hw4/answers.py`\n")
+        try:
+            answer = code.result()
+            result.cells[CODE_COLUMN] = _one_line(answer.summary)
+            md.append("- passed" if answer.ok else "- failed:")
+            md += [f"  - {_md_text(prob)}" for prob in answer.problems]
+        except Exception as e:
+            result.cells[CODE_COLUMN] = _one_line(f"FAIL: grader error: {type(e).__name__}: {e}")
+            md.append(f"- grader error: {_md_text(str(e))}")
     finally:
-        procs.end_descendants()
+        # Interrupted: do not wait for the check; the worker ends its process.
+        pool.shutdown(wait=False, cancel_futures=True)
+    procs.end_descendants()
     if result.note:
         md.append(f"\nNote: {_md_text(result.note)}")
 
