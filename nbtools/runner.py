@@ -209,14 +209,22 @@ class _ThisInterpreterKernelManager(AsyncKernelManager):
         return self._kernel_spec
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
-        if self.memory_limit is not None:
-            kw["preexec_fn"] = _address_space_limit(self.memory_limit)
+        limit = self.memory_limit
+        if limit is not None and not hasattr(resource, "prlimit"):
+            kw["preexec_fn"] = _address_space_limit(limit)  # macOS: set in the child
         if self.stderr_path is not None:
             # Opened for the Popen call only; the child keeps its own descriptor.
             with open(self.stderr_path, "ab") as err:
                 kw["stderr"] = err
-                return await super()._async_launch_kernel(kernel_cmd, **kw)
-        return await super()._async_launch_kernel(kernel_cmd, **kw)
+                info = await super()._async_launch_kernel(kernel_cmd, **kw)
+        else:
+            info = await super()._async_launch_kernel(kernel_cmd, **kw)
+        pid = getattr(self.provisioner, "pid", None)
+        if limit is not None and hasattr(resource, "prlimit") and pid is not None:
+            # Linux: set from here, before the kernel has run any cell (thread-safe, unlike
+            # a preexec_fn); what the kernel starts later inherits it.
+            resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
+        return info
 
 
 def _address_space_limit(nbytes: int):

@@ -83,6 +83,12 @@ def _skipped(parts: tuple[str, ...]) -> bool:
 def unpack_zip(src: Path, dest: Path, limits: Limits = Limits()) -> int:
     """Extract the zip at src into the (new, empty) folder dest; return the files written."""
     try:
+        size = src.stat().st_size
+    except OSError as e:
+        raise Unreadable(f"cannot read: {e.strerror or e}") from None
+    if size > limits.max_bytes:
+        raise Unreadable(f"too big: the file has {size / 2**20:.0f} MiB (limit {limits.max_bytes / 2**20:.0f} MiB)")
+    try:
         zf = zipfile.ZipFile(src)
     except zipfile.BadZipFile as e:
         raise Unreadable(f"not a zip file ({e})") from None

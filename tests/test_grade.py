@@ -64,6 +64,13 @@ def test_zip_bomb_is_refused_before_inflating(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_zip_file_over_the_limit_is_not_opened(tmp_path):
+    src = tmp_path / "big.zip"
+    src.write_bytes(bytes(5 * 2**20))
+    with pytest.raises(Unreadable, match=r"too big: the file has 5 MiB \(limit 4 MiB\)"):
+        unpack(src, tmp_path / "out", Limits(max_bytes=4 * 2**20))
+
+
 def test_too_many_files_are_refused(tmp_path):
     src = S.zip_with(tmp_path / "many.zip", {f"f{i}.txt": b"" for i in range(11)})
     with pytest.raises(Unreadable, match=r"too many files: 11 \(limit 10\)"):
