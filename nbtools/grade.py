@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import csv
+import dataclasses
 import json
 import multiprocessing
 import multiprocessing.connection
@@ -76,6 +77,7 @@ class Options:
     memory_limit: int = MEMORY_LIMIT
     max_files: int = Limits.max_files
     max_bytes: int = Limits.max_bytes
+    threads: int | None = None  # torch/OpenMP threads per kernel (None: the grader's setting)
 
     @property
     def limits(self) -> Limits:
@@ -321,10 +323,19 @@ class _Stop(BaseException):
     """Raised in a worker by SIGTERM/SIGINT: unwind, clean up, exit."""
 
 
-def _worker_env(work: Path) -> None:
-    """Replace this worker's environment (inherited by the kernel and the code check)."""
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def _worker_env(work: Path, threads: int | None = None) -> None:
+    """Replace this worker's environment (inherited by the kernel and the code check).
+
+    threads: OMP_NUM_THREADS for torch, unless the grader set one of THREAD_ENV (more
+    threads than cores make OpenMP's spinning threads slow everything down).
+    """
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+    if threads and not any(k in env for k in THREAD_ENV):
+        env["OMP_NUM_THREADS"] = str(threads)
     for name in ("home", "tmp", "runtime"):
         (work / name).mkdir(parents=True, exist_ok=True)
     env.update(
@@ -357,7 +368,7 @@ def _worker(src: Path, work: Path, out: Path, log: Path, options: Options) -> No
     code = 0
     try:
         work.mkdir(parents=True, exist_ok=True)
-        _worker_env(work)
+        _worker_env(work, options.threads)
         result = grade_submission(src, work, options)
         tmp = out.with_name(out.name + ".part")
         tmp.write_text(json.dumps(asdict(result)), encoding="utf-8")
@@ -523,6 +534,8 @@ def grade_class(
 
     stream = stream or sys.stderr
     jobs = max(1, jobs or default_jobs())
+    if options.threads is None:  # share the cores out among the kernels running at once
+        options = dataclasses.replace(options, threads=max(1, default_jobs() // jobs))
     cols = columns()
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
