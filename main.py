@@ -3,6 +3,7 @@
 python main.py run-nb [NB ...] [--html DIR] [--timeout SECONDS]   execute notebooks, save outputs
 python main.py check                          static check of the notebooks' answers
 python main.py prepare-submission --id ID [--id ID] [--skip-run] [--allow-incomplete] [--out DIR]
+python main.py grade SUBMISSION... [--jobs N] [--out DIR]   (graders: a class of submissions)
 """
 
 from __future__ import annotations
@@ -361,6 +362,12 @@ def cmd_prepare_submission(args) -> int:
     return 0
 
 
+def cmd_grade(args) -> int:
+    from nbtools import grade
+
+    return grade.cmd_grade(args)
+
+
 # --------------------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------------------
@@ -414,6 +421,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="zip even if `check` finds problems")  # fmt: skip
     p.add_argument("--out", "-o", default=str(ROOT), help="folder for the zip (default: here)")
     p.set_defaults(func=cmd_prepare_submission)
+
+    p = sub.add_parser("grade", help="graders: run the trusted checks on student submissions")
+    from nbtools.grade import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(func=cmd_grade)
 
     args = ap.parse_args(argv)
     try:

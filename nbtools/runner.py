@@ -40,6 +40,7 @@ import errno
 import json
 import os
 import re
+import resource
 import signal
 import sys
 import tempfile
@@ -464,6 +465,7 @@ class _ThisInterpreterKernelManager(AsyncKernelManager):
     extra_env: dict[str, str] = {}
     stderr_path: str | None = None
     on_launch = None
+    memory_limit: int | None = None  # bytes of address space (RLIMIT_AS), None: no limit
 
     @property
     def kernel_spec(self) -> KernelSpec:
@@ -478,6 +480,9 @@ class _ThisInterpreterKernelManager(AsyncKernelManager):
         return self._kernel_spec
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
+        limit = self.memory_limit
+        if limit is not None and not hasattr(resource, "prlimit"):
+            kw["preexec_fn"] = _address_space_limit(limit)  # macOS: set in the child
         if self.stderr_path is not None:
             # Opened for the Popen call only; the child keeps its own descriptor.
             with open(self.stderr_path, "ab") as err:
@@ -485,20 +490,40 @@ class _ThisInterpreterKernelManager(AsyncKernelManager):
                 info = await super()._async_launch_kernel(kernel_cmd, **kw)
         else:
             info = await super()._async_launch_kernel(kernel_cmd, **kw)
+        pid = getattr(self.provisioner, "pid", None)
+        if limit is not None and hasattr(resource, "prlimit") and pid is not None:
+            # Linux: set from here, before the kernel has run any cell (thread-safe, unlike
+            # a preexec_fn); what the kernel starts later inherits it.
+            resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
         if self.on_launch is not None:
-            prov = self.provisioner
-            self.on_launch(getattr(prov, "pid", None), getattr(prov, "pgid", None))
+            self.on_launch(pid, getattr(self.provisioner, "pgid", None))
         return info
+
+
+def _address_space_limit(nbytes: int):
+    """A Popen preexec_fn: the child (and all it starts) gets at most nbytes of address space.
+
+    An allocation beyond it raises MemoryError in the kernel instead of driving the
+    machine into swap or the OOM killer.
+    """
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (nbytes, nbytes))
+
+    return limit
 
 
 class _Executor(ExecutePreprocessor):
     """ExecutePreprocessor that times code cells, catches UsageErrors, and keeps its kernel's
     files in ``workdir`` and its processes in ``processes``."""
 
-    def __init__(self, *, kernel_env: dict[str, str], workdir: str, **kw):
+    def __init__(
+        self, *, kernel_env: dict[str, str], workdir: str, memory_limit: int | None = None, **kw
+    ):
         super().__init__(**kw)
         self._kernel_env = kernel_env
         self._workdir = workdir
+        self._memory_limit = memory_limit
         self.stderr_path = os.path.join(workdir, "kernel-stderr.log")
         self.processes = _KernelProcesses()
         self.cell_times: list[CellTime] = []
@@ -512,6 +537,7 @@ class _Executor(ExecutePreprocessor):
         # The connection file holds the kernel's key: in our folder, removed with it.
         km.connection_file = os.path.join(self._workdir, "kernel-connection.json")
         km.on_launch = self.processes.launched
+        km.memory_limit = self._memory_limit
         self.km = km
         return km
 
@@ -655,6 +681,7 @@ def run(
     startup_timeout: int = STARTUP_TIMEOUT,
     nb: nbformat.NotebookNode | None = None,
     rerun_reversed: bool = False,
+    memory_limit: int | None = None,
 ) -> Execution:
     """Execute the notebook at ``path`` on a fresh kernel of this interpreter.
 
@@ -667,6 +694,8 @@ def run(
     rerun_reversed: after the full run, execute every code cell once more, last to
         first, in the same kernel (a student re-running cells out of order); the extra
         executions are not kept in the returned notebook, and cannot be saved.
+    memory_limit: bytes of address space for the kernel and every process it starts
+        (RLIMIT_AS; None: no limit); beyond it allocations fail with MemoryError.
     Returns an Execution; raises NotebookError with the failure report, and
     Interrupted (or KeyboardInterrupt) after ending the kernel's processes.
     """
@@ -704,6 +733,7 @@ def run(
             allow_errors=False,
             kernel_env=env,
             workdir=tmp,
+            memory_limit=memory_limit,
         )
 
         def on_cell_error(cell, cell_index, execute_reply):

@@ -56,3 +56,9 @@ def notebook_cnn() -> nn.Sequential:
         nn.Conv2d(4, 16, kernel_size=5, stride=2, padding=2), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(16, 32, kernel_size=7, dilation=2, padding=3), nn.ReLU(),
     )  # fmt: skip
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: executes the real notebooks, ~10 s (deselect with -m 'not slow')"
+    )
