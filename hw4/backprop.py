@@ -10,7 +10,7 @@ Backpropagation, Q1 (both parts)            mlp_bce_grads, mlp_bce_errors
 Backpropagation, Q2 (Part 3)                curved_loss, eps_error_sweep, best_steps,
                                             plot_eps_sweep
 Backpropagation, Q3 (Part 3)                forward_difference_gradient, difference_errors
-Backpropagation, Q2 (Part 4)                audit_affine_backward,
+Backpropagation, Q2 (Part 4)                affine_function, audit_affine_backward,
                                             affine_backward_ignoring_grad_output
 ==========================================  ===========================================
 
@@ -38,6 +38,7 @@ __all__ = [
     "plot_eps_sweep",
     "forward_difference_gradient",
     "difference_errors",
+    "affine_function",
     "AffineAudit",
     "audit_affine_backward",
     "affine_backward_ignoring_grad_output",
@@ -298,7 +299,7 @@ class AffineAudit(NamedTuple):
     grad_output_untouched: bool
 
 
-def _affine_function(backward: Callable) -> Callable:
+def affine_function(backward: Callable) -> Callable:
     """AffineLayerFunction.apply of the Part 4 notebook, with the given backward."""
 
     class Affine(torch.autograd.Function):
@@ -324,7 +325,7 @@ def audit_affine_backward(backward: Callable, seed: int = 0) -> AffineAudit:
     g = torch.Generator().manual_seed(seed)
     X, W, b = (torch.randn(*s, generator=g, dtype=F64) for s in ((4, 3), (2, 3), (2,)))
     G = torch.randn(4, 2, generator=g, dtype=F64)
-    apply = _affine_function(backward)
+    apply = affine_function(backward)
 
     Wg, bg = W.clone().requires_grad_(), b.clone().requires_grad_()  # the given test
     want = torch.autograd.grad((0.5 * X @ Wg.T + bg).sum(), (Wg, bg))

@@ -21,7 +21,7 @@ from conftest import notebook_cnn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
-from torch.autograd import Function, gradcheck, gradgradcheck
+from torch.autograd import gradcheck, gradgradcheck
 from torch.autograd.gradcheck import GradcheckError
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -37,6 +37,7 @@ from hw4.answers import (
     receptive_field,
     rel_error,
 )
+from hw4.backprop import affine_function
 
 N, D_IN, D_OUT = 4, 5, 3
 F64 = torch.float64
@@ -315,17 +316,7 @@ def test_eps_sweep_shows_truncation_then_round_off(sin_sweep):
 # ------------------------------------------------------------------------------------
 
 
-class AffineLayerFunction(Function):
-    """As in the Part 4 notebook."""
-
-    @staticmethod
-    def forward(ctx, X, W, b):
-        ctx.save_for_backward(X, W, b)
-        return 0.5 * X @ W.T + b
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        return part4_affine_backward(ctx, grad_output)
+affine_apply = affine_function(part4_affine_backward)  # affine_apply of Part 4
 
 
 def affine_inputs(*leading, seed=0):
@@ -342,7 +333,7 @@ def test_part4_notebook_cell():
     X = torch.rand(n, d_in, dtype=F64)
     W = torch.rand(d_out, d_in, requires_grad=True, dtype=F64)
     b = torch.rand(d_out, requires_grad=True, dtype=F64)
-    torch.sum(AffineLayerFunction.apply(X, W, b)).backward()
+    torch.sum(affine_apply(X, W, b)).backward()
     W_grad1, b_grad1 = W.grad, b.grad
     W.grad = b.grad = None
     torch.sum(0.5 * X @ W.T + b).backward()
@@ -367,20 +358,18 @@ def assert_gradcheck(check, fn, inputs, names=("X", "W", "b")) -> None:
 @pytest.mark.parametrize("leading", [(N,), (2, N), ()], ids=["2d", "batched", "1d"])
 def test_part4_gradcheck_and_gradgradcheck_with_every_input(leading):
     inputs = tuple(t.requires_grad_() for t in affine_inputs(*leading))
-    assert_gradcheck(gradcheck, AffineLayerFunction.apply, inputs)
-    assert_gradcheck(gradgradcheck, AffineLayerFunction.apply, inputs)
+    assert_gradcheck(gradcheck, affine_apply, inputs)
+    assert_gradcheck(gradgradcheck, affine_apply, inputs)
 
 
 def test_a_wrong_gradient_fails_in_one_short_line():
-    class WrongDX(AffineLayerFunction):
-        @staticmethod
-        def backward(ctx, grad_output):
-            dX, dW, db = part4_affine_backward(ctx, grad_output)
-            return 1.2 * dX, dW, db
+    def wrong_dx(ctx, grad_output):
+        dX, dW, db = part4_affine_backward(ctx, grad_output)
+        return 1.2 * dX, dW, db
 
     inputs = tuple(t.requires_grad_() for t in affine_inputs(N))
     with pytest.raises(pytest.fail.Exception) as err:
-        assert_gradcheck(gradcheck, WrongDX.apply, inputs)
+        assert_gradcheck(gradcheck, affine_function(wrong_dx), inputs)
     message = str(err.value)
     assert message == ("gradcheck: dX does not match finite differences (Jacobian mismatch for "
                        "output 0 with respect to input 0)"), message  # fmt: skip
@@ -428,7 +417,7 @@ def test_part4_matches_autograd_property(leading, d_in, d_out, seed):
     W = torch.randn(d_out, d_in, generator=g, dtype=F64, requires_grad=True)
     b = torch.randn(d_out, generator=g, dtype=F64, requires_grad=True)
     G = torch.randn(*leading, d_out, generator=g, dtype=F64)
-    got = torch.autograd.grad(AffineLayerFunction.apply(X, W, b), (X, W, b), G)
+    got = torch.autograd.grad(affine_apply(X, W, b), (X, W, b), G)
     want = torch.autograd.grad(0.5 * X @ W.T + b, (X, W, b), G)
     for a, e, name in zip(got, want, "XWb"):
         torch.testing.assert_close(a, e, msg=lambda m, n=name: f"d{n} against autograd: {m}")

@@ -604,23 +604,28 @@ def test_notebook_displays(notebook: Path, pages: _Pages):
         raise
 
 
+def _wait_or_fail(page, js: str, seconds: float, message) -> None:
+    """Wait until js is truthy in page; else fail the test with message() (one report, no
+    playwright traceback)."""
+    try:
+        page.wait_for_function(js, timeout=seconds * 1000)
+        return
+    except Exception:  # playwright's TimeoutError
+        pass
+    pytest.fail(message(), pytrace=False)
+
+
 @pytest.mark.parametrize("notebook", _notebook_params({}))
 def test_run_all_in_browser(notebook: Path, pages: _Pages):
     nb = nbformat.read(notebook, as_version=4)
     try:
         tab = pages.get(notebook, as_opened=False)
         page = tab.page
-        try:
-            page.wait_for_function(KERNEL_IDLE_JS, timeout=PAGE_TIMEOUT * 1000)
-            started = True
-        except Exception:  # playwright's TimeoutError
-            started = False
-        if not started:
-            pytest.fail(
-                f"{notebook.name}: its kernel did not start within {PAGE_TIMEOUT} s (does its "
-                f"metadata name a kernel, python3?)\n{pages.lab.log_tail()}",
-                pytrace=False,
-            )
+        _wait_or_fail(
+            page, KERNEL_IDLE_JS, PAGE_TIMEOUT,
+            lambda: f"{notebook.name}: its kernel did not start within {PAGE_TIMEOUT} s (does "
+            f"its metadata name a kernel, python3?)\n{pages.lab.log_tail()}",
+        )
         tab.ran = True
         ran = page.evaluate(RUN_ALL_JS, {"timeout": RUN_TIMEOUT * 1000})
         problems = []
@@ -671,17 +676,11 @@ def test_html_copy_offline(notebook: Path, browser, tmp_path: Path):
             lambda r: missing.append(r.url) if r.url.startswith("file:") else None,
         )
         page.goto(dest.as_uri())
-        try:
-            page.wait_for_function("() => window.MathJax && MathJax.isReady", timeout=30_000)
-            started = True
-        except Exception:  # playwright's TimeoutError
-            started = False
-        if not started:
-            pytest.fail(
-                f"{dest.name}: MathJax did not start offline; missing files: {missing}; "
-                f"blocked: {left}",
-                pytrace=False,
-            )
+        _wait_or_fail(
+            page, "() => window.MathJax && MathJax.isReady", 30,
+            lambda: f"{dest.name}: MathJax did not start offline; missing files: {missing}; "
+            f"blocked: {left}",
+        )
         facts = page.evaluate(HTML_JS)
         problems = []
         if facts["typeset"] == 0 or facts["typeset"] != facts["scripts"]:
