@@ -465,8 +465,30 @@ def _jobs(sources: list[Path], tmp: Path) -> list[_Job]:
     return out
 
 
+# A Unix socket's path has at most 107 bytes; the fork server's lies in a folder of
+# multiprocessing's under the temp folder ("pymp-XXXXXXXX/listener-XXXXXXXX", 32 more).
+_SOCKET_PATH_MAX = 107
+
+
+def _short_mp_tempdir() -> None:
+    """Put multiprocessing's temp folder (the fork server's socket) under /tmp when the
+    temp folder's path (TMPDIR) is too long for a Unix socket; it is chosen once per process."""
+    import multiprocessing.util
+
+    if len(os.fsencode(tempfile.gettempdir())) + 32 <= _SOCKET_PATH_MAX:
+        return
+    if not os.access("/tmp", os.W_OK | os.X_OK):
+        return  # nothing shorter to offer: multiprocessing's own error follows
+    saved, tempfile.tempdir = tempfile.tempdir, "/tmp"
+    try:
+        multiprocessing.util.get_temp_dir()  # created now, under /tmp; removed at exit
+    finally:
+        tempfile.tempdir = saved
+
+
 def _context():
     """Workers are forked from a server that imported the grading modules once (~1 s each)."""
+    _short_mp_tempdir()
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["nbtools.grade", "nbtools.runner", "nbtools.check",
                                 "nbtools.code_answer"])  # fmt: skip

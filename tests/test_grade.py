@@ -436,6 +436,19 @@ def test_existing_grades_need_resume_and_sources_must_exist(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_a_long_temp_folder_path_still_grades(tmp_path):
+    """The fork server's Unix socket lives under TMPDIR, and a socket path has at most 107
+    bytes: pytest's deep temp folders once made grading fail with 'AF_UNIX path too long'."""
+    tmp = tmp_path / ("t" * max(1, 110 - len(str(tmp_path))))
+    tmp.mkdir()
+    (tmp_path / "hw4-not-a-zip.zip").write_text("hello")
+    env = dict(os.environ, TMPDIR=str(tmp))
+    proc = main_py("grade", tmp_path / "hw4-not-a-zip.zip", "--out", tmp_path / "out", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "not a zip file" in (tmp_path / "out" / "grades.csv").read_text()
+    assert not list(tmp.iterdir()), "grade leaves nothing in the temp folder"
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_interrupt_stops_cleanly_and_keeps_what_was_graded(tmp_path, signum):
     """Ctrl-C (or a batch scheduler's SIGTERM) while a kernel runs an endless cell."""
