@@ -138,7 +138,7 @@ class Decay(NamedTuple):
 
     def __str__(self) -> str:
         return (
-            f"x {self.per_layer:.2f} per layer, first/last {self.first_last:.1g}, "
+            f"factor {self.per_layer:.2f} per layer, first/last {self.first_last:.1g}, "
             f"max/min {self.max_min:.1g}"
         )
 
@@ -284,8 +284,8 @@ class Vanishing:
 
     def __str__(self) -> str:
         return (
-            f"||dL/dh|| x {self.per_layer:.2f} per layer, first/last {self.ratio:.0e}; spread "
-            f"over inputs x {self.spread_per_layer:.2f} per layer, {self.spread_first:.2f} -> "
+            f"||dL/dh|| factor {self.per_layer:.2f} per layer, first/last {self.ratio:.0e}; spread "
+            f"over inputs factor {self.spread_per_layer:.2f} per layer, {self.spread_first:.2f} -> "
             f"{self.spread_last:.0e}"
         )
 

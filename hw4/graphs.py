@@ -113,6 +113,13 @@ class ZeroedNode(NamedTuple):
     constant_row: bool  # the zeroed node's output is phi(b) for two different inputs
     differs_from_deletion: list[int]  # where the buggy Delta differs from deleting the node
 
+    def __str__(self) -> str:
+        return (
+            f"outputs changed at nodes {self.changed}; the zeroed node's output constant: "
+            f"{self.constant_row}\nthe buggy Laplacian vs the node deleted: the degree "
+            f"(diagonal) entries of nodes {self.differs_from_deletion} differ"
+        )
+
 
 @single_thread()
 def zeroed_node_effect(A: Tensor, node: int, q: int, seed: int = 0) -> ZeroedNode:

@@ -22,8 +22,6 @@ __all__ = [
     "curvature_range",
     "DeadUnit",
     "dead_unit",
-    "WEIGHT_DECAY_RUNS",
-    "weight_decay_runs",
 ]
 
 
@@ -114,7 +112,7 @@ class DeadUnit(NamedTuple):
         state = (
             "still dead" if self.revived_at is None else f"ALIVE again at step {self.revived_at}"
         )
-        return f"{state}: w x {self.w_factor:.3f}, b x {self.b_factor:.3f}"
+        return f"{state}: w times {self.w_factor:.3f}, b times {self.b_factor:.3f}"
 
 
 @single_thread()
@@ -168,18 +166,3 @@ def dead_unit(
     return DeadUnit(
         ratio.mean().item() if common else float("nan"), unit.bias.item() / b0, revived_at
     )
-
-
-# Losses 4, item 3: the dead unit under weight decay, kept dead or revived.
-WEIGHT_DECAY_RUNS = {
-    "SGD, lr 0.1, weight decay 0.1": dict(lr=0.1, weight_decay=0.1),
-    "SGD, lr 0.1, weight decay 0.5, b not decayed": dict(
-        lr=0.1, weight_decay=0.5, decay_bias=False
-    ),
-    "SGD, lr 0.1, weight decay 0.5, momentum 0.9": dict(lr=0.1, weight_decay=0.5, momentum=0.9),
-}
-
-
-def weight_decay_runs(steps: int = 20) -> dict[str, DeadUnit]:
-    """dead_unit(steps, **kwargs) for each set-up of WEIGHT_DECAY_RUNS: name -> result."""
-    return {name: dead_unit(steps, **kw) for name, kw in WEIGHT_DECAY_RUNS.items()}

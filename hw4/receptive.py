@@ -119,15 +119,23 @@ def zeros_inside(m: Tensor) -> int:
 
 
 def plot_influence(m: Tensor, title: str) -> None:
-    """Heat map of an influence map m (H, W) (normalised to its maximum) and its bounding box."""
+    """Heat map of an influence map m (H, W) and its bounding box. Brightness is the square
+    root of the path count (normalised to its maximum), so pixels with few paths stay
+    visible; pixels with no path (zero entries) are grey, not black."""
+    import numpy as np
+    from matplotlib import colormaps
+    from matplotlib.colors import PowerNorm
     from matplotlib.patches import Rectangle
 
     top, left, h, w = bounding_box(m)
-    fig, ax = plots.figure(3.0, 3.2)
+    fig, ax = plots.figure(3.0, 3.3)
     fig.set_layout_engine(None)  # fixed layout, no engine: savefig then draws once, not twice
-    ax.set_position((0.02, 0.02, 0.96, 0.84))
-    ax.imshow((m / m.max()).numpy(), cmap="magma", interpolation="nearest", vmin=0)
+    ax.set_position((0.02, 0.02, 0.96, 0.82))
+    values = (m / m.max()).numpy()
+    cmap = colormaps["magma"].with_extremes(bad="0.82")
+    norm = PowerNorm(0.5, vmin=0, vmax=1)
+    ax.imshow(np.ma.masked_equal(values, 0), cmap=cmap, norm=norm, interpolation="nearest")
     ax.add_patch(Rectangle((left - 0.5, top - 0.5), w, h, fill=False, ec="#00d0ff", lw=1))
     ax.set_axis_off()
-    ax.set_title(f"{title}\n(blue: its {h} x {w} bounding box)", fontsize=8)
+    ax.set_title(f"{title}\n(grey: no path; blue: the {h} x {w} bounding box)", fontsize=8)
     plots.show(fig, f"{title}; bounding box {h} x {w}")

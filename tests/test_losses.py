@@ -88,6 +88,7 @@ def _reference_dead_unit(steps, make_optimizer, seed=0):
 
 
 CASES = {  # kwargs of dead_unit: (the torch.optim.SGD set-up, expected revival)
+    "no weight decay": (dict(lr=0.1, weight_decay=0.0), None),
     "plain": (dict(lr=0.1, weight_decay=0.1), None),
     "bias not decayed": (dict(lr=0.1, weight_decay=0.5, decay_bias=False), 16),
     "momentum, large lr*wd": (dict(lr=0.1, weight_decay=0.5, momentum=0.9), 8),
@@ -129,9 +130,6 @@ def test_dead_unit_leaves_the_global_rng_and_threads_alone():
     assert torch.equal(state, torch.get_rng_state()) and torch.get_num_threads() == threads
 
 
-def test_weight_decay_runs_are_the_dead_unit_runs_of_the_notebooks():
-    runs = losses.weight_decay_runs(20)
-    assert list(runs) == list(losses.WEIGHT_DECAY_RUNS)
-    assert [r.revived_at for r in runs.values()] == [None, 16, 8]
-    for name, kw in losses.WEIGHT_DECAY_RUNS.items():
-        assert runs[name] == losses.dead_unit(20, **kw)
+def test_a_dead_unit_without_weight_decay_does_not_move_at_all():
+    r = losses.dead_unit(20, lr=0.1, weight_decay=0.0, momentum=0.9)
+    assert r == losses.DeadUnit(1.0, 1.0, None), "zero gradient: SGD leaves w and b exactly"
