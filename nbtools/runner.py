@@ -66,6 +66,7 @@ CELL_TIMEOUT = 300  # seconds per cell (nbclient's default is no limit at all)
 STARTUP_TIMEOUT = 60  # seconds for the kernel to start and answer
 SOURCE_LINES = 6  # lines of a failing cell's source shown in the report
 RERUN_KEY = "nbtools_rerun_of"  # metadata of a cell copy run by run(rerun_reversed=True)
+SIGNAL_POLL = 0.1  # seconds: how soon a signal to another thread is handled
 END_GRACE = 1.0  # seconds between SIGTERM and SIGKILL when ending the kernel's processes
 
 PYTHON3_KERNELSPEC = {
@@ -659,7 +660,11 @@ def _execute(ep: _Executor, nb, resources) -> None:
     worker = threading.Thread(target=work, name="nbtools-kernel", daemon=True)
     worker.start()
     try:
-        worker.join()
+        # Timed joins: the OS may deliver SIGINT/SIGTERM to another thread of this process
+        # (the worker, a zmq thread); its Python handler runs only in this thread, and only
+        # when this thread wakes up, which an untimed join would not do until the cell ends.
+        while worker.is_alive():
+            worker.join(SIGNAL_POLL)
     except BaseException:
         with deferred_signals():
             ep.processes.stopping = True

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -299,3 +300,39 @@ def test_malformed_notebook_is_one_line_naming_the_cell(tmp_path: Path, data, me
     with pytest.raises(runner.NotebookError) as err:
         runner.run(path, save=True)
     assert str(err.value) == message
+
+
+SIGNAL_TO_THE_WORKER = """\
+import pathlib, signal, sys, threading, time
+sys.path.insert(0, sys.argv[3])
+from nbtools import runner
+
+def poke():  # the signal goes to the worker thread, as the OS may choose to do
+    while not pathlib.Path(sys.argv[2]).exists():
+        time.sleep(0.05)
+    worker = next(t for t in threading.enumerate() if t.name == "nbtools-kernel")
+    signal.pthread_kill(worker.ident, signal.SIGINT)
+
+threading.Thread(target=poke, daemon=True).start()
+try:
+    with runner.interruptible():
+        runner.run(sys.argv[1])
+except runner.Interrupted as e:
+    print("interrupted", e.signum)
+"""
+
+
+def test_a_signal_delivered_to_another_thread_still_interrupts(tmp_path: Path):
+    """CI once hung 60 s after Ctrl-C: the process-directed SIGINT had landed on a thread
+    other than the main one, which waited for the cell (sleeping 600 s) to end."""
+    started = tmp_path / "started"
+    cell = f"import pathlib, time\npathlib.Path({str(started)!r}).touch()\ntime.sleep(600)"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)]),
+                   tmp_path / "sleep.ipynb")  # fmt: skip
+    script = tmp_path / "poke.py"
+    script.write_text(SIGNAL_TO_THE_WORKER)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "sleep.ipynb"), str(started), str(ROOT)],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert proc.stdout.split() == ["interrupted", "2"], proc.stderr[-2000:]
