@@ -7,6 +7,7 @@ the entry (one line) when the issue named in the reason is done.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,17 @@ from torch import nn
 from nbtools import questions  # importable: pyproject.toml sets pytest's pythonpath
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# A suite started in the background by a non-interactive shell (`make test &` in a script)
+# inherits SIGINT ignored, and so does every command it runs: `main.py` then rightly keeps
+# ignoring Ctrl-C, as under nohup. Tests that send SIGINT start their command with this
+# prefix, which restores the default that a terminal's foreground job has, then execs.
+WITH_DEFAULT_SIGINT = (
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])",
+)
 
 # tests/test_notebooks.py: executing the notebook top to bottom, then every code cell again in
 # reverse order, fails.

@@ -19,7 +19,7 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
-from conftest import ROOT
+from conftest import ROOT, WITH_DEFAULT_SIGINT
 
 import main
 
@@ -156,7 +156,7 @@ def test_signal_ends_the_kernel_and_everything_it_started(tmp_path: Path, sig):
     path = _write(tmp_path / "Part9_Sleep.ipynb", code("x = 1"), code(sleeper))
     before = path.read_bytes()
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "main.py"), "run-nb", str(path)],
+        [*WITH_DEFAULT_SIGINT, str(ROOT / "main.py"), "run-nb", str(path)],
         env={**os.environ, "TMPDIR": str(tmpdir)},  # the kernel's files are made here
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
     )  # fmt: skip

@@ -21,7 +21,7 @@ import nbformat
 import numpy as np
 import pytest
 import submissions as S
-from conftest import ROOT
+from conftest import ROOT, WITH_DEFAULT_SIGINT
 
 from nbtools import code_answer, grade, questions
 from nbtools.unpack import Limits, Unreadable, copy_folder, project_root, submission_id, unpack
@@ -461,7 +461,7 @@ def test_interrupt_stops_cleanly_and_keeps_what_was_graded(tmp_path, signum):
     out, tmp = tmp_path / "out", tmp_path / "tmp"
     tmp.mkdir()
     env = dict(os.environ, TMPDIR=str(tmp))
-    args = [sys.executable, str(ROOT / "main.py"), "grade", str(endless), str(subs / "hw4-not-a-zip.zip"),
+    args = [*WITH_DEFAULT_SIGINT, str(ROOT / "main.py"), "grade", str(endless), str(subs / "hw4-not-a-zip.zip"),
             "--jobs", "2", "--out", str(out), "--timeout", "600"]  # fmt: skip
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
