@@ -2,7 +2,7 @@
 
 python main.py run-nb [NB ...] [--html DIR] [--timeout SECONDS]   execute notebooks, save outputs
 python main.py check                          static check of the notebooks' answers
-python main.py prepare-submission --id ID [--id ID] [--skip-run] [--allow-incomplete] [--out DIR]
+python main.py prepare-submission --id ID [--id ID] [--skip-run] [--timeout S] [--allow-incomplete] [--out DIR]
 python main.py grade SUBMISSION... [--jobs N] [--out DIR]   (graders: a class of submissions)
 """
 
@@ -336,8 +336,12 @@ def cmd_prepare_submission(args) -> int:
         if export_html(paths, html_dir):
             return 1
     else:
-        if run_notebooks(paths, html_dir):
-            print("Not creating a submission: fix the failing notebook first.", file=sys.stderr)
+        if run_notebooks(paths, html_dir, timeout=args.timeout):
+            print(
+                "Not creating a submission: fix the failing notebook first (or zip it as it is, "
+                "with its last saved outputs: --skip-run --allow-incomplete).",
+                file=sys.stderr,
+            )
             return 1
         if _refuse_incomplete(check.check_project(ROOT), args.allow_incomplete):
             return 1
@@ -346,6 +350,7 @@ def cmd_prepare_submission(args) -> int:
     if left_out:
         print(f"Left out (not homework notebooks): {', '.join(left_out)}", file=sys.stderr)
     _progress["zip"] = out.name
+    replaced = out.exists()
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
     os.close(fd)
     try:
@@ -358,7 +363,8 @@ def cmd_prepare_submission(args) -> int:
         Path(tmp).unlink(missing_ok=True)
         raise
     _progress["zip"] = None
-    print(f"Wrote {out} ({len(members)} files, {out.stat().st_size / 1024:.0f} KiB)")
+    note = ", replacing the earlier one" if replaced else ""
+    print(f"Wrote {out} ({len(members)} files, {out.stat().st_size / 1024:.0f} KiB{note})")
     return 0
 
 
@@ -417,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--id", "-i", dest="ids", action="append", required=True,
                    help="submitter ID (repeat for a pair)")  # fmt: skip
     p.add_argument("--skip-run", action="store_true", help="do not execute the notebooks")
+    p.add_argument("--timeout", type=_positive_int, metavar="SECONDS",
+                   help="limit per cell when running them (default: 300)")  # fmt: skip
     p.add_argument("--allow-incomplete", action="store_true",
                    help="zip even if `check` finds problems")  # fmt: skip
     p.add_argument("--out", "-o", default=str(ROOT), help="folder for the zip (default: here)")

@@ -768,7 +768,7 @@ def run(
                     ep.current,
                     "CellTimeoutError",
                     f"the cell ran longer than {timeout} s (the limit per cell: "
-                    "run-nb --timeout SECONDS)",
+                    "--timeout SECONDS)",
                     headline="timed out",
                 )
             ) from None

@@ -133,7 +133,7 @@ def test_run_nb_timeout_option_and_large_notebook_warning(tmp_path: Path, capsys
     assert "Part9_Big.ipynb: warning: the saved notebook is 5.7 MB; cell 2 (execution count 1) " \
            "holds 5.7 MB of output (print less?)" in err  # fmt: skip
     assert "Part9_Slow.ipynb: cell 1 (execution count 1) timed out" in err
-    assert "the cell ran longer than 2 s (the limit per cell: run-nb --timeout SECONDS)" in err
+    assert "the cell ran longer than 2 s (the limit per cell: --timeout SECONDS)" in err
     with pytest.raises(SystemExit):
         main.main(["run-nb", "--timeout", "0"])
     assert "expected a whole number of seconds >= 1, got '0'" in capsys.readouterr().err
@@ -298,6 +298,23 @@ def test_prepare_submission_refuses_an_incomplete_submission(tmp_path, monkeypat
     assert main.main(["prepare-submission", "--id", "1", "--skip-run", "--allow-incomplete"]) == 0
     assert "the submission is incomplete (--allow-incomplete)" in capsys.readouterr().err
     assert (project / "hw4-1.zip").is_file()
+    assert main.main(["prepare-submission", "--id", "1", "--skip-run", "--allow-incomplete"]) == 0
+    assert "KiB, replacing the earlier one)" in capsys.readouterr().out
+
+
+def test_prepare_submission_passes_the_timeout_and_says_how_to_zip_a_failing_run(
+    tmp_path, monkeypatch, capsys
+):
+    project = _incomplete_project(tmp_path, monkeypatch)
+    calls = []
+    fail = lambda paths, html_dir, timeout=None: calls.append(timeout) or 1  # noqa: E731
+    monkeypatch.setattr(main, "run_notebooks", fail)
+    assert main.main(["prepare-submission", "--id", "1", "--timeout", "7"]) == 1
+    assert calls == [7], "--timeout reaches the run"
+    err = capsys.readouterr().err
+    assert ("fix the failing notebook first (or zip it as it is, with its last saved outputs: "
+            "--skip-run --allow-incomplete)") in err
+    assert not list(project.glob("*hw4-1.zip*"))
 
 
 @pytest.mark.parametrize("bad", ["-", "../x", "-5", "a--", ""])

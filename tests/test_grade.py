@@ -352,7 +352,7 @@ EXPECTED = {
     "wrong-dx": {
         "status": "graded",
         CODE: "^FAIL: dX wrong (relative error 0.33); gradcheck fails: GradcheckError: Jacobian "
-        "mismatch for output 0 with respect to input 0",
+        "mismatch for output 0 with respect to input 0 (X)",  # its first line, the input named
         # Cell 1 passed: the kernel imported the student's hw4, not the grader's.
         # "code cell 2" or, numbered as JupyterLab does, "cell 2": the notebook has code cells only.
         "Part3 run": "~cell 2 (execution count 2) failed: ZeroDivisionError: division by zero",
