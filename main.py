@@ -1,7 +1,7 @@
 """Command line of the homework (the course's conventions).
 
 python main.py run-nb [NB ...] [--html DIR] [--timeout SECONDS]   execute notebooks, save outputs
-python main.py check                          static check of the notebooks' answers
+python main.py check [NB ...]                 static check of the notebooks' answers
 python main.py prepare-submission --id ID [--id ID] [--skip-run] [--timeout S] [--allow-incomplete] [--out DIR]
 python main.py grade SUBMISSION... [--jobs N] [--out DIR]   (graders: a class of submissions)
 """
@@ -157,6 +157,10 @@ def cmd_run_nb(args) -> int:
 def cmd_check(args) -> int:
     from nbtools import check
 
+    if args.notebooks:  # e.g. a copy of one, checked against the questions of its name
+        results, budgets = check.check_paths(args.notebooks)
+        print(check.format_report(results, budgets))
+        return 1 if any(results.values()) else 0
     results = check.check_project(ROOT)
     print(check.format_report(results, check.project_budgets(ROOT)))
     _note_others("not checked")
@@ -417,6 +421,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_run_nb)
 
     p = sub.add_parser("check", help="static check of the notebooks against the questions")
+    p.add_argument("notebooks", nargs="*",
+                   help="default: the homework's notebooks; a copy is checked against the "
+                        "questions its name starts with")  # fmt: skip
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("prepare-submission", help="run notebooks, export HTML, zip the project")

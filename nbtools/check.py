@@ -308,6 +308,32 @@ def check_project(root: str | Path) -> dict[str, list[str]]:
     return {f"{stem}.ipynb": check_notebook(root / f"{stem}.ipynb") for stem in Q.available()}
 
 
+def question_stem(path: str | Path) -> str | None:
+    """The question file a notebook answers: its stem, or the longest stem its name starts
+    with (a JupyterLab copy, ``Part3_SummaryQuestions-Copy1``); None if there is none."""
+    name = Path(path).stem
+    stems = [s for s in Q.available() if name == s or name.startswith(s)]
+    return max(stems, key=len) if stems else None
+
+
+def check_paths(paths: list[str | Path]) -> tuple[dict[str, list[str]], dict]:
+    """(problems, budgets) per named notebook, each against the question file of its name."""
+    results, budgets = {}, {}
+    for path in map(Path, paths):
+        stem = question_stem(path)
+        if stem is None:
+            results[path.name] = [
+                f"no question file for it: its name must start with one of {', '.join(Q.available())}"
+            ]
+            continue
+        results[path.name] = check_notebook(path, Q.load(stem))
+        try:
+            budgets[path.name] = budget.measure(read(path), Q.load(stem))
+        except NotebookError:
+            budgets[path.name] = None
+    return results, budgets
+
+
 def project_budgets(root: str | Path) -> dict[str, budget.Budget | None]:
     """The length budgets (:mod:`nbtools.budget`) per notebook; None if it cannot be read."""
     root, out = Path(root), {}

@@ -306,3 +306,20 @@ def test_main_check_reports_per_notebook_with_its_budget(capsys):
     assert len(re.findall(r"^  budget \(information\): \d+ answer words \(longest \d+, cell \d+\); "
                           r"\d+ evidence cells, median [\d.]+ lines, longest \d+ \(cell \d+ "
                           r"\(execution count \d+\)\)$", out, re.M)) == len(results), out
+
+
+def test_check_names_a_copy_and_checks_it_against_the_questions_of_its_name(tmp_path, capsys):
+    import main
+
+    copy = tmp_path / "Part4_SummaryQuestions-Copy1.ipynb"
+    nb = nbformat.read(ROOT / "Part4_SummaryQuestions.ipynb", as_version=4)
+    i = next(i for i, c in enumerate(nb.cells) if c.source.startswith("**Answer:**"))
+    nb.cells[i].source = "**Answer:**"
+    nbformat.write(nb, copy)
+    assert check.question_stem(copy) == "Part4_SummaryQuestions"
+    assert main.main(["check", str(copy), str(tmp_path / "notes.ipynb")]) == 1
+    out = capsys.readouterr().out
+    assert "Part4_SummaryQuestions-Copy1.ipynb: 1 problem\n  - CNNs/1: " in out, out
+    assert "notes.ipynb: 1 problem\n  - no question file for it" in out
+    nbformat.write(nbformat.read(ROOT / "Part4_SummaryQuestions.ipynb", as_version=4), copy)
+    assert main.main(["check", str(copy)]) == 0
