@@ -335,8 +335,11 @@ SCROLL_JS = r"""async ({timeout}) => {
     const m = textOutsideMath(md).match(rawTeX);
     return m ? m[0].slice(0, 80) : '';
   };
+  // Settled: typeset, and every output image loaded AND laid out (a loaded image can still
+  // have no size for a frame or two; recorded then, it would count as invisible).
   const settled = (c) => c.isAttached && (!isMarkdown(c) || raw(c) === '')
-    && [...c.node.querySelectorAll('img')].every(im => im.complete);
+    && [...c.node.querySelectorAll('img')].every(im => im.complete)
+    && [...c.node.querySelectorAll('.jp-OutputArea-output img')].every(shown);
   const inView = (c) => {
     if (!c.isAttached) return false;
     const r = c.node.getBoundingClientRect(), v = outer.getBoundingClientRect();
