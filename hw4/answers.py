@@ -488,6 +488,16 @@ def _too_small(model: nn.Sequential, chw: tuple, why: str) -> ValueError:
 
 
 @single_thread()  # small convolutions and reductions: threads cost more than they save
+def _nonzero_box(seen: Tensor) -> tuple[int, int, int, int] | None:
+    """(top, left, height, width) of the True (nonzero) entries of seen: (H, W); None if
+    there is none."""
+    rows, cols = seen.ne(0).any(1).nonzero()[:, 0], seen.ne(0).any(0).nonzero()[:, 0]
+    if len(rows) == 0:
+        return None
+    top, left = int(rows[0]), int(cols[0])
+    return top, left, int(rows[-1]) - top + 1, int(cols[-1]) - left + 1
+
+
 def _probe_gradients(model: nn.Sequential, input_shape) -> tuple[Tensor, tuple[int, int, int]]:
     """Input gradients of two neighbouring output pixels of the probe copy of model.
 
@@ -549,14 +559,15 @@ def empirical_receptive_field(model: nn.Sequential, input_shape: tuple) -> Recep
     g, chw = _probe_gradients(model, input_shape)
 
     def box(seen: Tensor) -> tuple[int, int, int, int]:
-        """(top, bottom, left, right) of the True pixels of seen: (H_in, W_in)."""
-        rows, cols = seen.any(1).nonzero()[:, 0].tolist(), seen.any(0).nonzero()[:, 0].tolist()
+        """(top, left, height, width) of the True pixels of seen: (H_in, W_in), away from
+        its border."""
+        b = _nonzero_box(seen)
         H_in, W_in = seen.shape
-        if not rows or 0 in (rows[0], cols[0]) or rows[-1] == H_in - 1 or cols[-1] == W_in - 1:
+        if b is None or 0 in b[:2] or b[0] + b[2] == H_in or b[1] + b[3] == W_in:
             raise _too_small(model, chw, "a receptive field reaches the border")
-        return rows[0], rows[-1], cols[0], cols[-1]
+        return b
 
-    top, bottom, left, right = box(g[0] != 0)
-    top1, _, left1, _ = box(g[1] != 0)
-    return ReceptiveField((bottom - top + 1, right - left + 1), (top1 - top, left1 - left))
+    top, left, h, w = box(g[0] != 0)
+    top1, left1, _, _ = box(g[1] != 0)
+    return ReceptiveField((h, w), (top1 - top, left1 - left))
     # ========================

@@ -104,11 +104,10 @@ def influence_map(model: nn.Sequential, input_shape: tuple) -> Tensor:
 
 def bounding_box(m: Tensor) -> tuple[int, int, int, int]:
     """(top, left, height, width) of the nonzero entries of m: (H, W)."""
-    rows, cols = m.ne(0).any(1).nonzero()[:, 0], m.ne(0).any(0).nonzero()[:, 0]
-    if len(rows) == 0:
+    box = answers._nonzero_box(m)
+    if box is None:
         raise ValueError("the map has no nonzero entry")
-    top, left = int(rows[0]), int(cols[0])
-    return top, left, int(rows[-1]) - top + 1, int(cols[-1]) - left + 1
+    return box
 
 
 def zeros_inside(m: Tensor) -> int:
