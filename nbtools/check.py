@@ -326,23 +326,23 @@ def check_paths(paths: list[str | Path]) -> tuple[dict[str, list[str]], dict]:
                 f"no question file for it: its name must start with one of {', '.join(Q.available())}"
             ]
             continue
-        results[path.name] = check_notebook(path, Q.load(stem))
-        try:
-            budgets[path.name] = budget.measure(read(path), Q.load(stem))
-        except NotebookError:
-            budgets[path.name] = None
+        qfile = Q.load(stem)
+        results[path.name] = check_notebook(path, qfile)
+        budgets[path.name] = _budget(path, qfile)
     return results, budgets
+
+
+def _budget(path: Path, qfile: Q.QuestionFile) -> budget.Budget | None:
+    """The length budget of the notebook at path; None if it cannot be read."""
+    try:
+        return budget.measure(read(path), qfile)
+    except NotebookError:
+        return None
 
 
 def project_budgets(root: str | Path) -> dict[str, budget.Budget | None]:
     """The length budgets (:mod:`nbtools.budget`) per notebook; None if it cannot be read."""
-    root, out = Path(root), {}
-    for stem in Q.available():
-        try:
-            out[f"{stem}.ipynb"] = budget.measure(read(root / f"{stem}.ipynb"), Q.load(stem))
-        except NotebookError:
-            out[f"{stem}.ipynb"] = None
-    return out
+    return {f"{stem}.ipynb": _budget(Path(root) / f"{stem}.ipynb", Q.load(stem)) for stem in Q.available()}
 
 
 def format_report(
